@@ -1,0 +1,380 @@
+"""One archive cycle, and backfills: from the OVH API to dated CSV parts, then the cursor.
+
+For each service (under its lease) and direction:
+
+1. window: ``until = now - settle``; ``since = cursor - lookback`` (first run: the configured
+   start, or everything the API returns). A record created late in a window, or made visible
+   late, is still listed by a later cycle because windows overlap by the lookback.
+2. list the window's ids (one call) and diff them with the ids the cursor already knows: only new
+   ids, ids that failed to parse before, and known ids whose delivery status is not final yet
+   are fetched.
+3. fetch and parse in chunks; each chunk's records are grouped by day and written as one part
+   per day, named after its content; then the months' manifests; then a checkpoint of the state.
+4. when every chunk is durable, the cursor moves to ``until``.
+
+A crash anywhere costs a re-fetch at most: the cursor never passes data that is not durable, and
+readers keep one row per id (the newest), so a part written twice is harmless.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from archiver.config import Direction, Settings
+from archiver.csvfile import encode_rows
+from archiver.errors import MalformedRecordError
+from archiver.layout import part_key, part_name
+from archiver.manifest import PartEntry, record_parts
+from archiver.records import COLUMNS, Record, parse_api_record
+from archiver.source import GONE, OvhSource
+from archiver.state import CursorState, Known, Lease, load_state, save_state
+from archiver.store import Store
+
+__all__ = ["DirectionReport", "Progress", "archive_cycle", "backfill", "row_digest", "write_parts"]
+
+log = structlog.get_logger()
+
+
+class Progress(Protocol):
+    """What the CLI's progress bar needs to hear (the daemon passes a silent one)."""
+
+    def start(self, description: str, total: int) -> None: ...
+    def advance(self, count: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+class SilentProgress:
+    def start(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, count: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class DirectionReport:
+    """What one cycle did for one service and direction."""
+
+    service: str
+    direction: Direction
+    since: str | None = None
+    until: str | None = None
+    listed: int = 0
+    fetched: int = 0
+    rechecked: int = 0
+    rows_written: int = 0
+    parts_written: int = 0
+    malformed: int = 0
+    gone: int = 0
+    api_calls: int = 0
+    seconds: float = 0.0
+    finished_at: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def row_digest(record: Record) -> str:
+    """A short digest of a row, to tell whether a re-fetched record changed."""
+    return hashlib.sha256("\x1f".join(record.fields).encode()).hexdigest()[:16]
+
+
+def write_parts(
+    store: Store,
+    settings: Settings,
+    service: str,
+    direction: Direction,
+    records: Iterable[Record],
+    *,
+    compacted: bool = False,
+) -> list[PartEntry]:
+    """Write records as one part per day (in the archive's zone); return the manifest entries.
+
+    Each part is written in full before the next; a failure raises before anything is recorded.
+    """
+    zone = settings.archive.zone
+    by_day: dict[dt.date, list[Record]] = {}
+    for record in records:
+        by_day.setdefault(record.created.astimezone(zone).date(), []).append(record)
+    entries: list[PartEntry] = []
+    for day, day_records in sorted(by_day.items()):
+        day_records.sort(key=lambda record: (record.created, record.id))
+        encoded = encode_rows(
+            COLUMNS[direction],
+            (record.fields for record in day_records),
+            delimiter=settings.archive.delimiter,
+            compress=settings.archive.gzip,
+        )
+        ids = [record.id for record in day_records]
+        name = part_name(min(ids), max(ids), encoded.sha256, compacted=compacted)
+        key = part_key(service, direction, day, name, compressed=settings.archive.gzip)
+        metadata = {
+            "sha256": encoded.sha256,
+            "rows": str(encoded.rows),
+            "delimiter": settings.archive.delimiter,
+        }
+        store.put(key, encoded.data, metadata=metadata)
+        entries.append(
+            PartEntry(
+                key=key,
+                sha256=encoded.sha256,
+                rows=encoded.rows,
+                size=len(encoded.data),
+                first_id=min(ids),
+                last_id=max(ids),
+                written_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            )
+        )
+        log.debug("part_written", key=key, rows=encoded.rows, bytes=len(encoded.data))
+    return entries
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _DirectionRun:
+    """The work of one cycle (or backfill) for one service and direction."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: OvhSource,
+        store: Store,
+        service: str,
+        direction: Direction,
+        *,
+        lease: Lease,
+        progress: Progress,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.store = store
+        self.service = service
+        self.direction = direction
+        self.lease = lease
+        self.progress = progress
+        self.report = DirectionReport(service, direction)
+        self.log = log.bind(service=service, direction=direction)
+
+    def fetch_and_write(
+        self, ids: Sequence[int], state: CursorState, *, checkpoint: Callable[[CursorState], None] | None
+    ) -> None:
+        """Fetch ``ids`` chunk by chunk; write what is new or changed; update ``state`` as chunks land."""
+        self.progress.start(f"{self.service} {self.direction}", len(ids))
+        chunks = list(_chunks(ids, self.settings.archive.chunk_size))
+        for index, chunk in enumerate(chunks):
+            fetched: dict[int, Record] = {}
+            for sms_id, raw in self.source.fetch(self.service, self.direction, chunk):
+                if raw is GONE:
+                    self.report.gone += 1
+                    state.known.pop(sms_id, None)
+                    state.retry.discard(sms_id)
+                    continue
+                try:
+                    record = parse_api_record(
+                        self.direction, raw, api_zone=self.source.api_zone, ptt_text=self.source.ptt_text
+                    )
+                    if record.id != sms_id:
+                        raise MalformedRecordError(f"asked for id {sms_id}, the API answered id {record.id}")
+                except MalformedRecordError as error:
+                    self.report.malformed += 1
+                    state.retry.add(sms_id)
+                    self.log.error("record_malformed", sms_id=sms_id, reason=str(error))
+                    continue
+                fetched[sms_id] = record
+            self.report.fetched += len(fetched)
+            changed = [
+                record
+                for record in fetched.values()
+                if record.id not in state.known or state.known[record.id].digest != row_digest(record)
+            ]
+            entries = write_parts(self.store, self.settings, self.service, self.direction, changed)
+            record_parts(self.store, self.service, self.direction, entries)
+            # Only now, with the parts and manifests durable, may the state learn about these records.
+            for record in fetched.values():
+                state.known[record.id] = Known(record.created.timestamp(), record.final, row_digest(record))
+                state.retry.discard(record.id)
+            state.partial_done.update(chunk)
+            self.report.rows_written += len(changed)
+            self.report.parts_written += len(entries)
+            if checkpoint is not None and index < len(chunks) - 1:
+                checkpoint(state)
+            self.lease.renew_if_due()
+            self.progress.advance(len(chunk))
+        self.progress.finish()
+
+
+def _window_start(settings: Settings, state: CursorState, until: dt.datetime) -> dt.datetime | None:
+    lookback = dt.timedelta(hours=settings.archive.lookback_hours)
+    start = settings.archive.start
+    floor = dt.datetime.combine(start, dt.time(0), tzinfo=settings.archive.zone) if start else None
+    if state.cursor is None:
+        return floor
+    since = min(state.cursor, until) - lookback
+    return max(since, floor) if floor else since
+
+
+def archive_direction(
+    settings: Settings,
+    source: OvhSource,
+    store: Store,
+    service: str,
+    direction: Direction,
+    *,
+    lease: Lease,
+    now: dt.datetime,
+    progress: Progress,
+) -> DirectionReport:
+    """Run one cycle for one service and direction; move the cursor only once all is durable."""
+    started = time.monotonic()
+    calls_before = source.total_calls
+    run = _DirectionRun(settings, source, store, service, direction, lease=lease, progress=progress)
+    state = load_state(store, service, direction)
+    # An interrupted cycle is resumed with its own window, so its chunks (and part names) repeat.
+    until = state.partial_until or now - dt.timedelta(seconds=settings.archive.settle_seconds)
+    since = _window_start(settings, state, until)
+    run.report.since = since.isoformat() if since else None
+    run.report.until = until.isoformat()
+
+    listed = source.list_ids(service, direction, since=since, until=until)
+    lookback_floor = (until - dt.timedelta(hours=settings.archive.lookback_hours)).timestamp()
+    done = state.partial_done
+    new = sorted((set(listed) - state.known.keys() | state.retry) - done)
+    recheck = sorted(
+        sms_id
+        for sms_id, known in state.known.items()
+        if not known.final and known.created >= lookback_floor and sms_id not in done
+    )
+    run.report.listed = len(listed)
+    run.report.rechecked = len(recheck)
+    state.partial_until = until
+
+    def checkpoint(current: CursorState) -> None:
+        save_state(store, service, direction, current)
+
+    run.fetch_and_write([*new, *recheck], state, checkpoint=checkpoint)
+
+    # Keep what the next window (which starts at until - lookback) may list again; a day of margin
+    # covers offsets and clock differences.
+    keep_from = lookback_floor - 86_400
+    state.known = {sms_id: known for sms_id, known in state.known.items() if known.created >= keep_from}
+    state.cursor = until
+    state.partial_until = None
+    state.partial_done = set()
+    run.report.api_calls = source.total_calls - calls_before
+    run.report.seconds = round(time.monotonic() - started, 3)
+    run.report.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    state.last_cycle = run.report.as_dict()
+    save_state(store, service, direction, state)
+    run.log.info("cursor_advanced", cursor=until.isoformat(), **_counts(run.report))
+    return run.report
+
+
+def _counts(report: DirectionReport) -> dict[str, Any]:
+    keys = (
+        "listed",
+        "fetched",
+        "rechecked",
+        "rows_written",
+        "parts_written",
+        "malformed",
+        "gone",
+        "api_calls",
+    )
+    return {key: getattr(report, key) for key in keys} | {"seconds": report.seconds}
+
+
+def resolve_services(settings: Settings, source: OvhSource) -> list[str]:
+    return list(settings.ovh.services) or source.list_services()
+
+
+def archive_cycle(
+    settings: Settings,
+    source: OvhSource,
+    store: Store,
+    *,
+    now: dt.datetime | None = None,
+    progress: Progress | None = None,
+) -> list[DirectionReport]:
+    """Archive every configured service and direction once; raise on the first failure.
+
+    A failure leaves each cursor where its last durable data put it.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    reports: list[DirectionReport] = []
+    for service in resolve_services(settings, source):
+        with Lease(
+            store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
+        ) as lease:
+            for direction in settings.archive.directions:
+                reports.append(
+                    archive_direction(
+                        settings,
+                        source,
+                        store,
+                        service,
+                        direction,
+                        lease=lease,
+                        now=now,
+                        progress=progress or SilentProgress(),
+                    )
+                )
+    return reports
+
+
+def backfill(
+    settings: Settings,
+    source: OvhSource,
+    store: Store,
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+    progress: Progress | None = None,
+) -> list[DirectionReport]:
+    """Archive every record created in ``[since, until]`` without touching the cursor.
+
+    Records the cursor knows in their final state are not fetched again.
+    """
+    reports: list[DirectionReport] = []
+    for service in resolve_services(settings, source):
+        with Lease(
+            store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
+        ) as lease:
+            for direction in settings.archive.directions:
+                started = time.monotonic()
+                calls_before = source.total_calls
+                run = _DirectionRun(
+                    settings,
+                    source,
+                    store,
+                    service,
+                    direction,
+                    lease=lease,
+                    progress=progress or SilentProgress(),
+                )
+                cursor_state = load_state(store, service, direction)
+                listed = source.list_ids(service, direction, since=since, until=until)
+                # A scratch state: known final records are skipped, nothing is saved.
+                scratch = CursorState(known={k: v for k, v in cursor_state.known.items() if v.final})
+                todo = sorted(set(listed) - scratch.known.keys())
+                run.report.since, run.report.until = since.isoformat(), until.isoformat()
+                run.report.listed = len(listed)
+                run.fetch_and_write(todo, scratch, checkpoint=None)
+                run.report.api_calls = source.total_calls - calls_before
+                run.report.seconds = round(time.monotonic() - started, 3)
+                run.log.info("backfill_done", **_counts(run.report))
+                reports.append(run.report)
+    return reports

@@ -1,0 +1,382 @@
+"""Settings: one pydantic-settings model, read from defaults, a TOML file, the environment and secret files.
+
+Precedence, lowest to highest: defaults < TOML file (``--config PATH`` or ``SMS_ARCHIVER_CONFIG``)
+< environment (``SMS_ARCHIVER_`` prefix, ``__`` between levels) < secret files (one file per
+setting, named like the variable, e.g. ``SMS_ARCHIVER_OVH__APPLICATION_SECRET``, or its lowercase
+form without the prefix, ``ovh__application_secret``, in ``$CREDENTIALS_DIRECTORY`` (systemd
+``LoadCredential=``), ``/run/secrets`` (Docker) or ``SMS_ARCHIVER_SECRETS_DIR``).
+
+Every credential is a ``SecretStr``: it prints as ``**********`` in logs, errors and reprs.
+``load_settings`` turns every validation failure into one ``ConfigError`` whose lines name the
+setting by its environment variable, so users can fix what they wrote, wherever they wrote it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from archiver.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "ArchiveSettings",
+    "Direction",
+    "LogSettings",
+    "OvhSettings",
+    "Settings",
+    "StorageSettings",
+    "load_settings",
+]
+
+ENV_PREFIX = "SMS_ARCHIVER_"
+Direction = Literal["outgoing", "incoming"]
+DIRECTIONS: tuple[Direction, ...] = ("outgoing", "incoming")
+_DEFAULT_SECRET_DIRS = ("/run/secrets",)
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list, a comma-separated string, or a TOML list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"not a valid JSON list ({error.msg})") from None
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OvhSettings(_Section):
+    """How to reach and sign calls to the OVH API."""
+
+    endpoint: str = "ovh-eu"
+    application_key: SecretStr | None = None
+    application_secret: SecretStr | None = None
+    consumer_key: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    # OVH publishes no limit; staff have called ~60 requests/min per consumer key fair use.
+    max_requests_per_second: float = Field(default=1.0, gt=0, le=1000)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    services: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    fetch: Literal["auto", "per-id", "batch", "export"] = "auto"
+    batch_size: int = Field(default=50, ge=1, le=500)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=6, ge=0, le=20)
+    # Used only when an API datetime carries no offset (the API's zone is not documented).
+    api_timezone: str = "Europe/Paris"
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _services_list(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_known(cls, value: str) -> str:
+        import ovh.client
+
+        value = value.strip()
+        if value.startswith(("http://", "https://")):
+            if not re.search(r"/1\.0/?$", value):
+                raise ValueError("a URL endpoint must end with /1.0 (e.g. https://eu.api.ovh.com/1.0)")
+            return value.rstrip("/")
+        if value not in ovh.client.ENDPOINTS:
+            known = ", ".join(sorted(ovh.client.ENDPOINTS))
+            raise ValueError(f"unknown endpoint {value!r}; use one of {known}, or an http(s)://.../1.0 URL")
+        return value
+
+    @field_validator("api_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _check_zone(value)
+
+    @model_validator(mode="after")
+    def _one_auth_kind(self) -> OvhSettings:
+        keys = [self.application_key, self.application_secret, self.consumer_key]
+        oauth = [self.client_id, self.client_secret]
+        if any(keys) and any(oauth):
+            raise ValueError(
+                "set either APPLICATION_KEY/APPLICATION_SECRET/CONSUMER_KEY or CLIENT_ID/CLIENT_SECRET, not both"
+            )
+        if any(oauth) and not all(oauth):
+            raise ValueError("OAuth2 needs both CLIENT_ID and CLIENT_SECRET")
+        if any(keys) and not all(keys):
+            missing = [
+                name
+                for name, key in zip(("APPLICATION_KEY", "APPLICATION_SECRET", "CONSUMER_KEY"), keys, strict=True)
+                if not key
+            ]
+            raise ValueError(f"missing {', '.join(missing)} (all three are needed to sign calls)")
+        return self
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.application_key or self.client_id)
+
+
+def _check_zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name like UTC or Europe/Paris)") from None
+    return value
+
+
+class ArchiveSettings(_Section):
+    """What to archive, and how the archive's files look."""
+
+    directions: Annotated[list[Direction], NoDecode] = Field(default_factory=lambda: list(DIRECTIONS))
+    start: dt.date | None = None
+    settle_seconds: int = Field(default=900, ge=0)
+    timezone: str = "UTC"
+    # An SMS's delivery status may change for ~72 h after sending: re-check non-final ones this long.
+    lookback_hours: float = Field(default=72.0, ge=0)
+    gzip: bool = False
+    delimiter: str = ";"
+    # Records fetched and written per step; bounds memory and the work a crash can cost.
+    chunk_size: int = Field(default=2000, ge=10, le=100_000)
+
+    @field_validator("directions", mode="before")
+    @classmethod
+    def _directions_list(cls, value: Any) -> Any:
+        value = _split_list(value)
+        if isinstance(value, list) and "both" in value:
+            return list(DIRECTIONS)
+        return value
+
+    @field_validator("directions")
+    @classmethod
+    def _directions_unique(cls, value: list[Direction]) -> list[Direction]:
+        if not value:
+            raise ValueError("at least one of outgoing, incoming")
+        return [direction for direction in DIRECTIONS if direction in value]
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _check_zone(value)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, value: str) -> str:
+        value = {"\\t": "\t", "tab": "\t"}.get(value, value)
+        if len(value) != 1 or value in '"\r\n':
+            raise ValueError("must be one character other than a quote or a line break (e.g. ; , or tab)")
+        return value
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class StorageSettings(_Section):
+    """Where the archive lives: an S3-compatible bucket or a local directory."""
+
+    url: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # boto3 >= 1.36 sends CRC checksums many S3-compatible stores reject; only send them when required.
+    checksums: Literal["when_required", "when_supported"] = "when_required"
+    conditional_writes: Literal["auto", "on", "off"] = "auto"
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+
+    @field_validator("url")
+    @classmethod
+    def _url_form(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("required: where to keep the archive, e.g. s3://bucket/prefix or file:///var/lib/sms")
+        if value.startswith("s3://"):
+            if not value[5:].split("/", 1)[0]:
+                raise ValueError("an s3:// URL needs a bucket name: s3://bucket[/prefix]")
+        elif value.startswith("file://"):
+            if not value[7:].startswith("/"):
+                raise ValueError("a file:// URL needs an absolute path: file:///var/lib/sms-archiver")
+        else:
+            raise ValueError("expected s3://bucket[/prefix] or file:///absolute/path")
+        return value
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> StorageSettings:
+        if bool(self.access_key_id) != bool(self.secret_access_key):
+            raise ValueError("set both ACCESS_KEY_ID and SECRET_ACCESS_KEY, or neither (boto3's own chain)")
+        return self
+
+
+class LeaseSettings(_Section):
+    """The single-writer lease kept in the archive."""
+
+    ttl_seconds: int = Field(default=900, ge=30)
+    wait_seconds: int = Field(default=0, ge=0)
+
+
+class LogSettings(_Section):
+    """How logs look: JSON lines for machines, colours for people."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    """Every setting of sms-archiver."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+    )
+
+    ovh: OvhSettings = Field(default_factory=OvhSettings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    storage: StorageSettings = Field(default_factory=lambda: StorageSettings.model_construct())
+    lease: LeaseSettings = Field(default_factory=LeaseSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest first: secret files, environment, the TOML file (read by load_settings, passed as
+        # init kwargs so that a missing or broken file gets our message rather than pydantic's).
+        return (_SecretFilesSource(settings_cls), env_settings, init_settings)
+
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """One file per setting in a secrets directory (systemd credentials, Docker secrets)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for directory in _secret_dirs():
+            for path in sorted(directory.iterdir()) if directory.is_dir() else []:
+                dotted = _secret_file_setting(path.name)
+                if dotted is None or not path.is_file():
+                    continue
+                section, name = dotted
+                value = path.read_text(encoding="utf-8").strip()
+                values.setdefault(section, {}).setdefault(name, value)
+        return values
+
+
+def _secret_dirs() -> list[Path]:
+    named = [os.environ.get("SMS_ARCHIVER_SECRETS_DIR"), os.environ.get("CREDENTIALS_DIRECTORY")]
+    return [Path(item) for item in (*named, *_DEFAULT_SECRET_DIRS) if item]
+
+
+def _secret_file_setting(file_name: str) -> tuple[str, str] | None:
+    """Map ``SMS_ARCHIVER_OVH__CONSUMER_KEY`` or ``ovh__consumer_key`` to ("ovh", "consumer_key")."""
+    name = file_name.lower()
+    if name.startswith(ENV_PREFIX.lower()):
+        name = name[len(ENV_PREFIX) :]
+    section, sep, field = name.partition("__")
+    sections = Settings.model_fields
+    if not sep or section not in sections:
+        return None
+    model = sections[section].annotation
+    if not isinstance(model, type) or field not in getattr(model, "model_fields", {}):
+        return None
+    return section, field
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist (from --config or SMS_ARCHIVER_CONFIG)") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"configuration file {path} cannot be read: {error.strerror}") from None
+
+
+def _setting_name(location: tuple[int | str, ...]) -> str:
+    parts = [str(part) for part in location if not isinstance(part, int)]
+    # pydantic reports model-level errors on the section itself; keep the section's name.
+    return ENV_PREFIX + "__".join(part.upper() for part in parts)
+
+
+_SECRET_FIELDS = {
+    "application_key",
+    "application_secret",
+    "consumer_key",
+    "client_secret",
+    "access_key_id",
+    "secret_access_key",
+}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    location = tuple(error.get("loc", ()))
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        message = "unknown setting (check its spelling)"
+    elif error.get("type") == "missing":
+        message = "required"
+    shown = ""
+    value = error.get("input")
+    if isinstance(value, str | int | float) and not _SECRET_FIELDS.intersection(map(str, location)):
+        shown = f" (got {value!r})" if error.get("type") not in ("missing", "extra_forbidden") else ""
+    return f"{_setting_name(location)}: {message}{shown}"
+
+
+def load_settings(config_file: str | Path | None = None, *, require_storage: bool = True) -> Settings:
+    """Read every source and validate; raise ``ConfigError`` naming each wrong setting."""
+    path = config_file or os.environ.get("SMS_ARCHIVER_CONFIG")
+    file_values = _read_toml(Path(path)) if path else {}
+    try:
+        settings = Settings(**file_values)
+    except ValidationError as error:
+        lines = [_describe(item) for item in error.errors()]
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(dict.fromkeys(lines))) from None
+    except OSError as error:
+        raise ConfigError(f"cannot read a secret file: {error}") from None
+    if require_storage and not settings.storage.url:
+        raise ConfigError(
+            f"invalid settings:\n  {ENV_PREFIX}STORAGE__URL: required: where to keep the archive, "
+            "e.g. s3://bucket/prefix or file:///var/lib/sms-archiver"
+        )
+    return settings

@@ -1,0 +1,106 @@
+"""Every key name in the archive, and parsing part keys back. No I/O here.
+
+    {service}/{direction}/year=YYYY/month=MM/day=DD/{first_id}-{last_id}-{digest}.csv[.gz]
+    {service}/{direction}/year=YYYY/month=MM/_manifest.json
+    _state/{service}/{direction}.json
+    _state/{service}/lease.json
+    _journal/deletions/year=YYYY/month=MM/{run}.csv
+
+Part names come from their content (id range and a digest of the bytes), so a retried cycle that
+fetched the same records rewrites the same key with the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from archiver.config import DIRECTIONS, Direction
+
+__all__ = [
+    "PartKey",
+    "check_service_name",
+    "day_prefix",
+    "lease_key",
+    "manifest_key",
+    "month_prefix",
+    "parse_part_key",
+    "part_key",
+    "service_prefix",
+    "state_key",
+]
+
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_PART = re.compile(
+    r"^(?P<service>[^/]+)/(?P<direction>outgoing|incoming)/year=(?P<year>\d{4})/month=(?P<month>\d{2})/"
+    r"day=(?P<day>\d{2})/(?P<name>[0-9]+-[0-9]+-[0-9a-f]{8,64}(?:-c)?)\.csv(?P<gz>\.gz)?$"
+)
+
+
+def check_service_name(service: str) -> str:
+    """Refuse a service name that could escape its place in the key space."""
+    if not _SERVICE_NAME.match(service) or service.startswith(("_", ".")):
+        raise ValueError(f"unexpected SMS service name {service!r}")
+    return service
+
+
+@dataclass(frozen=True, slots=True)
+class PartKey:
+    """A data part's key, taken apart."""
+
+    service: str
+    direction: Direction
+    day: dt.date
+    name: str
+    compressed: bool
+
+    @property
+    def key(self) -> str:
+        return part_key(self.service, self.direction, self.day, self.name, compressed=self.compressed)
+
+
+def service_prefix(service: str, direction: Direction) -> str:
+    return f"{check_service_name(service)}/{direction}/"
+
+
+def month_prefix(service: str, direction: Direction, year: int, month: int) -> str:
+    return f"{service_prefix(service, direction)}year={year:04d}/month={month:02d}/"
+
+
+def day_prefix(service: str, direction: Direction, day: dt.date) -> str:
+    return f"{month_prefix(service, direction, day.year, day.month)}day={day.day:02d}/"
+
+
+def part_name(first_id: int, last_id: int, sha256: str, *, compacted: bool = False) -> str:
+    return f"{first_id}-{last_id}-{sha256[:16]}" + ("-c" if compacted else "")
+
+
+def part_key(service: str, direction: Direction, day: dt.date, name: str, *, compressed: bool) -> str:
+    return f"{day_prefix(service, direction, day)}{name}.csv" + (".gz" if compressed else "")
+
+
+def parse_part_key(key: str) -> PartKey | None:
+    """Take a data part's key apart; ``None`` for anything else (manifests, foreign files)."""
+    match = _PART.match(key)
+    if match is None:
+        return None
+    try:
+        day = dt.date(int(match["year"]), int(match["month"]), int(match["day"]))
+    except ValueError:
+        return None
+    direction = match["direction"]
+    assert direction in DIRECTIONS
+    return PartKey(match["service"], direction, day, match["name"], compressed=bool(match["gz"]))
+
+
+def manifest_key(service: str, direction: Direction, year: int, month: int) -> str:
+    return f"{month_prefix(service, direction, year, month)}_manifest.json"
+
+
+def state_key(service: str, direction: Direction) -> str:
+    return f"_state/{check_service_name(service)}/{direction}.json"
+
+
+def lease_key(service: str) -> str:
+    return f"_state/{check_service_name(service)}/lease.json"

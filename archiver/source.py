@@ -1,0 +1,462 @@
+"""The OVH side: every API call goes through python-ovh, one rate limiter and one retry policy.
+
+``OvhSource`` lists services and SMS ids, fetches records (``per-id`` concurrent GETs or ``batch``
+with OVH's ``X-Ovh-Batch`` header, ``auto`` probing batch once and falling back), deletes records,
+and turns OVH's refusals into errors that say what to fix. It never logs credentials, signatures
+or request headers.
+
+Why ``raw_call``: python-ovh's ``call()`` takes no headers and hides response headers, and we need
+both (``X-Ovh-Batch``, ``Retry-After``). We map statuses to errors ourselves, as ``call()`` does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+import threading
+import time
+import zoneinfo
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+from urllib.parse import urlencode
+
+import ovh
+import ovh.client
+import requests
+import structlog
+
+from archiver.config import Direction, OvhSettings
+from archiver.errors import AuthError, ConfigError, NotGrantedError, SourceError
+from archiver.records import PTT_DESCRIPTIONS, describe_ptt
+
+__all__ = ["GONE", "AdaptiveConcurrency", "OvhSource", "RateLimiter", "backoff_delay"]
+
+log = structlog.get_logger()
+
+GONE: Any = None  # what fetch yields for an id the API no longer has (404)
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_AUTH_CODES = frozenset({"INVALID_KEY", "INVALID_CREDENTIAL", "NOT_CREDENTIAL", "INVALID_SIGNATURE"})
+
+
+class _ClockSkew(AuthError):
+    """OVH refused the request timestamp: the machine's clock differs from OVH's."""
+
+
+class _NotFound(Exception):
+    """A 404, kept apart because callers decide what absence means."""
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None, *, throttled: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.throttled = throttled
+
+
+class RateLimiter:
+    """A token bucket shared by every thread: at most ``rate`` calls per second, bursts of ``burst``."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self.clock = clock
+        self.sleep = sleep
+        self.tokens = self.burst
+        self.updated = clock()
+        self.lock = threading.Lock()
+        self.paused_until = 0.0
+
+    def pause(self, seconds: float) -> None:
+        """Hold every caller back for ``seconds`` (the server said Retry-After)."""
+        with self.lock:
+            self.paused_until = max(self.paused_until, self.clock() + seconds)
+
+    def acquire(self) -> None:
+        while True:
+            with self.lock:
+                now = self.clock()
+                self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                wait_for = max(self.paused_until - now, 0.0)
+                if wait_for == 0.0 and self.tokens >= 1.0:
+                    self.tokens -= 1.0
+                    return
+                wait_for = max(wait_for, (1.0 - self.tokens) / self.rate)
+            self.sleep(wait_for)
+
+
+class AdaptiveConcurrency:
+    """How many calls may be in flight: halved on a 429, grown by one after a run of successes."""
+
+    def __init__(self, ceiling: int, *, grow_after: int = 20) -> None:
+        self.ceiling = ceiling
+        self.limit = ceiling
+        self.in_flight = 0
+        self.successes = 0
+        self.grow_after = grow_after
+        self.condition = threading.Condition()
+
+    def __enter__(self) -> AdaptiveConcurrency:
+        with self.condition:
+            self.condition.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self.condition:
+            self.in_flight -= 1
+            self.condition.notify_all()
+
+    def throttled(self) -> None:
+        with self.condition:
+            self.limit = max(1, self.limit // 2)
+            self.successes = 0
+
+    def succeeded(self) -> None:
+        with self.condition:
+            self.successes += 1
+            if self.successes >= self.grow_after and self.limit < self.ceiling:
+                self.limit += 1
+                self.successes = 0
+                self.condition.notify_all()
+
+
+def backoff_delay(attempt: int, retry_after: float | None, *, base: float = 0.5, cap: float = 60.0) -> float:
+    """Exponential backoff with full jitter; never sooner than the server's Retry-After."""
+    delay = random.uniform(0, min(cap, base * 2**attempt))  # noqa: S311 - jitter, not cryptography
+    return max(delay, retry_after or 0.0)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            from email.utils import parsedate_to_datetime
+
+            return max(0.0, (parsedate_to_datetime(value) - dt.datetime.now(dt.UTC)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+def _access_rule(method: str, path: str) -> str:
+    """The access rule a consumer key needs for a call, e.g. GET /sms/*."""
+    return f"{method} /sms" if path.rstrip("/") == "/sms" else f"{method} /{path.strip('/').split('/')[0]}/*"
+
+
+def _register_endpoint(endpoint: str) -> str:
+    """python-ovh accepts only endpoint names: register a URL under a private name (fact sheet §5)."""
+    if not endpoint.startswith(("http://", "https://")):
+        return endpoint
+    name = "sms-archiver-" + hashlib.sha256(endpoint.encode()).hexdigest()[:12]
+    ovh.client.ENDPOINTS[name] = endpoint
+    return name
+
+
+class OvhSource:
+    """The OVH API, as the archiver uses it. Thread-safe; close() when done."""
+
+    def __init__(self, settings: OvhSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        if not settings.has_credentials:
+            raise ConfigError(
+                "invalid settings:\n  SMS_ARCHIVER_OVH__APPLICATION_KEY: required (with APPLICATION_SECRET and "
+                "CONSUMER_KEY), or SMS_ARCHIVER_OVH__CLIENT_ID with CLIENT_SECRET"
+            )
+        self.settings = settings
+        self.sleep = sleep
+        self.api_zone = zoneinfo.ZoneInfo(settings.api_timezone)
+        self.limiter = RateLimiter(settings.max_requests_per_second, burst=min(settings.concurrency, 5))
+        self.concurrency = AdaptiveConcurrency(settings.concurrency)
+        self.calls: Counter[str] = Counter()
+        self.retries = 0
+        self._stats_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="ovh")
+        self._strategy: str | None = None if settings.fetch == "auto" else settings.fetch
+        self._ptt_cache: dict[int, str] = dict(PTT_DESCRIPTIONS)
+        self._client = self._build_client(settings)
+
+    @staticmethod
+    def _build_client(settings: OvhSettings) -> Any:
+        def secret(value: Any) -> str | None:
+            return value.get_secret_value() if value is not None else None
+
+        try:
+            return ovh.Client(
+                endpoint=_register_endpoint(settings.endpoint),
+                application_key=secret(settings.application_key),
+                application_secret=secret(settings.application_secret),
+                consumer_key=secret(settings.consumer_key),
+                client_id=settings.client_id,
+                client_secret=secret(settings.client_secret),
+                timeout=(min(10.0, settings.timeout_seconds), settings.timeout_seconds),
+            )
+        except ovh.exceptions.InvalidConfiguration as error:
+            raise ConfigError(f"invalid settings:\n  SMS_ARCHIVER_OVH: {error}") from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> OvhSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    # -- one call, with rate limit, concurrency limit and retries ------------------------------------
+
+    def _count(self, outcome: str) -> None:
+        with self._stats_lock:
+            self.calls[outcome] += 1
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Make one API call and return its JSON, retrying transient failures.
+
+        Raises ``_NotFound`` on 404, ``AuthError`` / ``NotGrantedError`` on refusals, and
+        ``SourceError`` once retries are exhausted.
+        """
+        target = f"{path}?{urlencode(params)}" if params else path
+        resynced_clock = False
+        attempt = 0
+        while True:
+            self.limiter.acquire()
+            try:
+                with self.concurrency:
+                    result = self._attempt(method, target, headers)
+                self.concurrency.succeeded()
+                return result
+            except _Retryable as error:
+                if error.throttled:
+                    self.concurrency.throttled()
+                    if error.retry_after:
+                        self.limiter.pause(error.retry_after)
+                if attempt >= self.settings.max_retries:
+                    raise SourceError(f"OVH API {method} {path} failed after {attempt + 1} attempts: {error}") from None
+                delay = backoff_delay(attempt, error.retry_after)
+                with self._stats_lock:
+                    self.retries += 1
+                log.info(
+                    "api_retry",
+                    method=method,
+                    path=path,
+                    attempt=attempt + 1,
+                    delay=round(delay, 2),
+                    why=str(error),
+                )
+                self.sleep(delay)
+                attempt += 1
+            except _ClockSkew:
+                # python-ovh measures the clock difference once per process; after a clock jump it is stale.
+                if resynced_clock:
+                    raise
+                self._client._time_delta = None
+                resynced_clock = True
+
+    def _attempt(self, method: str, target: str, headers: dict[str, str] | None) -> Any:
+        try:
+            response = self._client.raw_call(method, target, headers=dict(headers or {}))
+        except requests.RequestException as error:
+            self._count("network_error")
+            raise _Retryable(f"network error ({type(error).__name__})") from None
+        except ovh.exceptions.APIError as error:  # e.g. the /auth/time call inside signing failed
+            self._count("network_error")
+            raise _Retryable(f"python-ovh: {type(error).__name__}") from None
+        status = response.status_code
+        try:
+            body = response.json() if status != 204 and response.content else None
+        except ValueError:
+            body = ...
+        if 200 <= status < 300:
+            if body is ...:
+                self._count("malformed_response")
+                raise _Retryable(f"HTTP {status} with a body that is not JSON (truncated?)")
+            self._count("ok")
+            return body
+        self._count(f"http_{status}")
+        details = body if isinstance(body, dict) else {}
+        code = str(details.get("errorCode") or "")
+        message = str(details.get("message") or response.reason or "")
+        query_id = response.headers.get("X-OVH-QUERYID", "")
+        if status in _RETRY_STATUSES:
+            raise _Retryable(f"HTTP {status} {message}".strip(), _retry_after(response), throttled=status == 429)
+        if status == 404:
+            raise _NotFound(message)
+        path = target.split("?", 1)[0]
+        if status == 403 and code == "NOT_GRANTED_CALL":
+            raise NotGrantedError(
+                f"OVH refused {method} {path}: the consumer key has no access rule for it. "
+                f"Create a consumer key whose rules include '{_access_rule(method, path)}' "
+                f"(the archiver needs GET /sms and GET /sms/*; retention also DELETE /sms/*). {query_id}".strip()
+            )
+        if code in _AUTH_CODES or status in (401, 403):
+            raise AuthError(
+                f"OVH rejected the credentials on {method} {path} ({code or status}: {message}). Check "
+                "SMS_ARCHIVER_OVH__APPLICATION_KEY, APPLICATION_SECRET and CONSUMER_KEY, and that the consumer "
+                "key was validated and has not expired."
+            )
+        if code == "QUERY_TIME_OUT" or (status == 400 and "time" in message.lower()):
+            raise _ClockSkew(
+                f"OVH refused the request timestamp on {method} {path} ({message}): this machine's clock is off; "
+                "synchronise it (NTP)."
+            )
+        if status == 460:
+            raise SourceError(f"OVH says the service of {path} has expired (HTTP 460)")
+        raise SourceError(f"OVH API {method} {path} answered HTTP {status}: {message} {query_id}".strip())
+
+    # -- the calls the archiver makes ------------------------------------------------------------------
+
+    def list_services(self) -> list[str]:
+        """Every SMS service of the account (``GET /sms``)."""
+        services = self.request("GET", "/sms")
+        if not isinstance(services, list) or not all(isinstance(item, str) for item in services):
+            raise SourceError("GET /sms did not answer a list of service names")
+        return sorted(services)
+
+    def check_service(self, service: str) -> None:
+        """Make sure a configured service exists and is reachable with these credentials."""
+        try:
+            self.request("GET", f"/sms/{service}")
+        except _NotFound:
+            raise SourceError(f"SMS service {service!r} does not exist on this OVH account") from None
+
+    def list_ids(
+        self, service: str, direction: Direction, *, since: dt.datetime | None, until: dt.datetime
+    ) -> list[int]:
+        """Ids of SMS created in ``[since, until]`` (both ends inclusive at OVH; ``since=None``: all)."""
+        params = {"creationDatetime.to": until.isoformat(timespec="seconds")}
+        if since is not None:
+            params["creationDatetime.from"] = since.isoformat(timespec="seconds")
+        try:
+            ids = self.request("GET", f"/sms/{service}/{direction}", params)
+        except _NotFound:
+            raise SourceError(f"SMS service {service!r} does not exist on this OVH account") from None
+        if not isinstance(ids, list) or not all(isinstance(item, int) and not isinstance(item, bool) for item in ids):
+            raise SourceError(f"GET /sms/{service}/{direction} did not answer a list of ids")
+        return ids
+
+    def get_record(self, service: str, direction: Direction, sms_id: int) -> Any:
+        """One record's raw JSON, or ``GONE`` if the API no longer has it."""
+        try:
+            return self.request("GET", f"/sms/{service}/{direction}/{sms_id}")
+        except _NotFound:
+            return GONE
+
+    def delete_record(self, service: str, direction: Direction, sms_id: int) -> bool:
+        """Delete one record at OVH; return False if it was already gone (404)."""
+        try:
+            self.request("DELETE", f"/sms/{service}/{direction}/{sms_id}")
+        except _NotFound:
+            return False
+        return True
+
+    def ptt_text(self, ptt: int) -> str:
+        """The text of a ptt code: built in, else ``GET /sms/ptts`` once per code, else a label."""
+        if ptt not in self._ptt_cache:
+            try:
+                details = self.request("GET", "/sms/ptts", {"ptt": str(ptt)})
+                text = details.get("description") if isinstance(details, dict) else None
+            except (_NotFound, SourceError):
+                text = None
+            self._ptt_cache[ptt] = text if isinstance(text, str) and text else describe_ptt(ptt)
+        return self._ptt_cache[ptt]
+
+    @property
+    def strategy(self) -> str:
+        return self._strategy or "auto"
+
+    def fetch(self, service: str, direction: Direction, ids: Sequence[int]) -> Iterator[tuple[int, Any]]:
+        """Yield ``(id, raw JSON or GONE)`` for every id, in no particular order.
+
+        ``batch`` asks many ids per call; if OVH refuses it or answers in an unexpected shape,
+        the rest of the run uses ``per-id`` (logged once).
+        """
+        if self._strategy in (None, "batch", "export"):
+            size = self.settings.batch_size
+            chunks = [list(ids[start : start + size]) for start in range(0, len(ids), size)]
+            for index, chunk in enumerate(chunks):
+                try:
+                    yield from self._fetch_batch(service, direction, chunk)
+                except _BatchUnsupported as error:
+                    log.warning("batch_fetch_unavailable", reason=str(error), fallback="per-id")
+                    self._strategy = "per-id"
+                    yield from self._fetch_per_id(service, direction, [i for c in chunks[index:] for i in c])
+                    return
+                if self._strategy is None:
+                    self._strategy = "batch"
+            return
+        yield from self._fetch_per_id(service, direction, ids)
+
+    def _fetch_batch(self, service: str, direction: Direction, ids: list[int]) -> Iterator[tuple[int, Any]]:
+        if len(ids) == 1:
+            yield ids[0], self.get_record(service, direction, ids[0])
+            return
+        path = f"/sms/{service}/{direction}/{','.join(map(str, ids))}"
+        try:
+            answer = self.request("GET", path, headers={"X-Ovh-Batch": ","})
+        except (_NotFound, SourceError) as error:
+            if isinstance(error, AuthError | NotGrantedError):
+                raise
+            raise _BatchUnsupported(f"batch call refused: {error}") from None
+        if not isinstance(answer, list) or len(answer) != len(ids):
+            raise _BatchUnsupported("batch answer is not a list with one element per id")
+        retry: list[int] = []
+        for sms_id, element in zip(ids, answer, strict=True):
+            if not isinstance(element, dict) or "value" not in element:
+                raise _BatchUnsupported("batch element without a 'value' key")
+            if element.get("key") not in (None, str(sms_id), sms_id):
+                raise _BatchUnsupported("batch answer out of order")
+            if element["value"] is not None:
+                yield sms_id, element["value"]
+            elif element.get("error") and "not found" not in str(element["error"]).lower():
+                retry.append(sms_id)  # some other per-element failure: ask for it alone
+            else:
+                yield sms_id, GONE
+        if retry:
+            yield from self._fetch_per_id(service, direction, retry)
+
+    def _fetch_per_id(self, service: str, direction: Direction, ids: Iterable[int]) -> Iterator[tuple[int, Any]]:
+        pending: set[Future[tuple[int, Any]]] = set()
+        queue = iter(ids)
+
+        def one(sms_id: int) -> tuple[int, Any]:
+            return sms_id, self.get_record(service, direction, sms_id)
+
+        try:
+            for sms_id in queue:
+                pending.add(self._pool.submit(one, sms_id))
+                if len(pending) >= self.settings.concurrency * 2:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+            for future in list(pending):
+                yield future.result()
+                pending.discard(future)
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+class _BatchUnsupported(Exception):
+    """The server does not do X-Ovh-Batch the way OVH's Control Panel uses it."""
