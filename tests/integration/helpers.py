@@ -1,0 +1,139 @@
+"""Shared pieces of the integration tests: the emulator with data, the CLI as a subprocess, the truth."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+import zoneinfo
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archiver.config import DIRECTIONS, Direction, StorageSettings
+from archiver.emulator import EmulatorServer, generate_sample_data
+from archiver.layout import parse_part_key
+from archiver.reader import archived_months, iter_records
+from archiver.records import parse_api_record
+from archiver.store import Store, open_store
+
+SERVICE = "sms-test12345-1"
+CREDENTIALS = {
+    "application_key": "it-app-key-7f3a",
+    "application_secret": "it-app-secret-9c1e-DO-NOT-LEAK",
+    "consumer_key": "it-consumer-key-44b2-DO-NOT-LEAK",
+}
+PARIS = zoneinfo.ZoneInfo("Europe/Paris")
+
+
+def make_emulator(*, outgoing: int = 120, incoming: int = 30, days: int = 40, **kwargs: Any) -> EmulatorServer:
+    # Data ends an hour ago: all of it is past the default settle delay.
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    data = generate_sample_data(services=(SERVICE,), outgoing=outgoing, incoming=incoming, days=days, now=now)
+    return EmulatorServer(**CREDENTIALS, services=data, **kwargs)
+
+
+def cli_env(emulator: EmulatorServer, storage_env: Mapping[str, str], **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SMS_ARCHIVER_")}
+    env.update(
+        {
+            "SMS_ARCHIVER_OVH__ENDPOINT": emulator.url,
+            "SMS_ARCHIVER_OVH__APPLICATION_KEY": CREDENTIALS["application_key"],
+            "SMS_ARCHIVER_OVH__APPLICATION_SECRET": CREDENTIALS["application_secret"],
+            "SMS_ARCHIVER_OVH__CONSUMER_KEY": CREDENTIALS["consumer_key"],
+            "SMS_ARCHIVER_OVH__MAX_REQUESTS_PER_SECOND": "500",
+            "SMS_ARCHIVER_OVH__CONCURRENCY": "8",
+            "SMS_ARCHIVER_SECRETS_DIR": "/nonexistent-sms-archiver-secrets",
+            "SMS_ARCHIVER_LOG__FORMAT": "json",
+        }
+    )
+    env.update(storage_env)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        found = []
+        for line in self.stderr.splitlines():
+            if line.startswith("{"):
+                event = json.loads(line)
+                if event.get("event") == name:
+                    found.append(event)
+        return found
+
+
+def run_cli(*args: str, env: Mapping[str, str], timeout: float = 120) -> Result:
+    completed = subprocess.run(
+        [sys.executable, "-m", "archiver", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return Result(completed.returncode, completed.stdout, completed.stderr)
+
+
+def local_storage_env(directory: Path) -> dict[str, str]:
+    return {"SMS_ARCHIVER_STORAGE__URL": directory.as_uri()}
+
+
+def store_from_env(storage_env: Mapping[str, str]) -> Store:
+    values = {key.removeprefix("SMS_ARCHIVER_STORAGE__").lower(): value for key, value in storage_env.items()}
+    return open_store(StorageSettings.model_validate(values))
+
+
+def api_truth(emulator: EmulatorServer, service: str = SERVICE) -> dict[Direction, dict[int, tuple[str, ...]]]:
+    """What the API holds, as archive rows."""
+    truth: dict[Direction, dict[int, tuple[str, ...]]] = {}
+    for direction in DIRECTIONS:
+        records = emulator.outgoing(service) if direction == "outgoing" else emulator.incoming(service)
+        truth[direction] = {
+            sms_id: parse_api_record(direction, raw, api_zone=PARIS).fields for sms_id, raw in records.items()
+        }
+    return truth
+
+
+def archive_contents(store: Store, service: str = SERVICE) -> dict[Direction, dict[int, tuple[str, ...]]]:
+    """What the archive holds, as every reader sees it (one row per id, newest version)."""
+    contents: dict[Direction, dict[int, tuple[str, ...]]] = {}
+    for direction in DIRECTIONS:
+        rows: dict[int, tuple[str, ...]] = {}
+        for year, month in archived_months(store, service, direction):
+            for record in iter_records(store, service, direction, year, month):
+                assert record.id not in rows, f"id {record.id} returned twice"
+                rows[record.id] = record.fields
+        contents[direction] = rows
+    return contents
+
+
+def part_keys(store: Store) -> list[str]:
+    return [info.key for info in store.list("") if parse_part_key(info.key)]
+
+
+def raw_row_count(store: Store) -> int:
+    """Rows across every part, duplicates included."""
+    total = 0
+    for key in part_keys(store):
+        data = store.get(key)
+        if key.endswith(".gz"):
+            data = gzip.decompress(data)
+        total += sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=";")) - 1
+    return total
+
+
+def iter_all_objects(store: Store) -> Iterator[tuple[str, bytes]]:
+    for info in store.list(""):
+        yield info.key, store.get(info.key)
