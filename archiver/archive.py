@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,7 @@ import structlog
 
 from archiver.config import Direction, Settings
 from archiver.csvfile import encode_rows
-from archiver.errors import MalformedRecordError
+from archiver.errors import CycleInterrupted, MalformedRecordError
 from archiver.layout import part_key, part_name
 from archiver.manifest import PartEntry, record_parts
 from archiver.records import COLUMNS, Record, parse_api_record
@@ -158,7 +159,9 @@ class _DirectionRun:
         *,
         lease: Lease,
         progress: Progress,
+        stop: threading.Event | None = None,
     ) -> None:
+        self.stop = stop
         self.settings = settings
         self.source = source
         self.store = store
@@ -210,10 +213,14 @@ class _DirectionRun:
             state.partial_done.update(chunk)
             self.report.rows_written += len(changed)
             self.report.parts_written += len(entries)
-            if checkpoint is not None and index < len(chunks) - 1:
+            more = index < len(chunks) - 1
+            if checkpoint is not None and more:
                 checkpoint(state)
             self.lease.renew_if_due()
             self.progress.advance(len(chunk))
+            if more and self.stop is not None and self.stop.is_set():
+                self.progress.finish()
+                raise CycleInterrupted(f"stopped after {index + 1} of {len(chunks)} chunks (progress saved)")
         self.progress.finish()
 
 
@@ -237,11 +244,16 @@ def archive_direction(
     lease: Lease,
     now: dt.datetime,
     progress: Progress,
+    stop: threading.Event | None = None,
 ) -> DirectionReport:
-    """Run one cycle for one service and direction; move the cursor only once all is durable."""
+    """Run one cycle for one service and direction; move the cursor only once all is durable.
+
+    With ``stop`` set, the cycle stops after the chunk in progress, checkpointed, and raises
+    ``CycleInterrupted``; the next cycle resumes it.
+    """
     started = time.monotonic()
     calls_before = source.total_calls
-    run = _DirectionRun(settings, source, store, service, direction, lease=lease, progress=progress)
+    run = _DirectionRun(settings, source, store, service, direction, lease=lease, progress=progress, stop=stop)
     state = load_state(store, service, direction)
     # An interrupted cycle is resumed with its own window, so its chunks (and part names) repeat.
     until = state.partial_until or now - dt.timedelta(seconds=settings.archive.settle_seconds)
@@ -308,10 +320,12 @@ def archive_cycle(
     *,
     now: dt.datetime | None = None,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> list[DirectionReport]:
     """Archive every configured service and direction once; raise on the first failure.
 
-    A failure leaves each cursor where its last durable data put it.
+    A failure leaves each cursor where its last durable data put it. ``stop`` (set by a signal
+    handler) ends the cycle at the next safe point with ``CycleInterrupted``.
     """
     now = now or dt.datetime.now(dt.UTC)
     reports: list[DirectionReport] = []
@@ -320,6 +334,8 @@ def archive_cycle(
             store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
         ) as lease:
             for direction in settings.archive.directions:
+                if stop is not None and stop.is_set():
+                    raise CycleInterrupted("stopped between services/directions")
                 reports.append(
                     archive_direction(
                         settings,
@@ -330,6 +346,7 @@ def archive_cycle(
                         lease=lease,
                         now=now,
                         progress=progress or SilentProgress(),
+                        stop=stop,
                     )
                 )
     return reports

@@ -21,6 +21,7 @@ from archiver.archive import DirectionReport, archive_cycle, backfill
 from archiver.config import DIRECTIONS, Settings, load_settings
 from archiver.errors import ArchiverError, ConfigError, LeaseHeldError
 from archiver.logs import configure_logging, new_run_id
+from archiver.reader import archived_services
 from archiver.source import OvhSource
 from archiver.state import load_state, read_lease, reset_state
 from archiver.store import Store, open_store
@@ -209,7 +210,7 @@ def _state_services(settings: Settings, store: Store, wanted: str | None) -> lis
         return [wanted]
     if settings.ovh.services:
         return list(settings.ovh.services)
-    return sorted({info.key.split("/")[1] for info in store.list("_state/") if info.key.count("/") >= 2})
+    return archived_services(store)
 
 
 def cmd_state_show(args: argparse.Namespace) -> int:

@@ -43,9 +43,13 @@ from archiver.errors import ConfigError
 __all__ = [
     "ENV_PREFIX",
     "ArchiveSettings",
+    "DaemonSettings",
     "Direction",
     "LogSettings",
+    "MetricsSettings",
     "OvhSettings",
+    "PingSettings",
+    "ScheduleSettings",
     "Settings",
     "StorageSettings",
     "load_settings",
@@ -245,6 +249,67 @@ class LeaseSettings(_Section):
     wait_seconds: int = Field(default=0, ge=0)
 
 
+def _check_schedule(value: str) -> str:
+    from archiver.schedule import parse_schedule
+
+    parse_schedule(value)
+    return value
+
+
+class ScheduleSettings(_Section):
+    """When the daemon (``sms-archiver run``) runs each job: an interval (15m, 6h, 1d) or a cron line."""
+
+    archive: str = "15m"
+    retention: str = "1d"  # runs only when retention is enabled, and only after a successful archive
+    compact: str = "1d"
+    verify: str = ""  # empty: never (e.g. "1w" or "0 4 * * 0" for weekly)
+    # Jobs that could not start on time (machine asleep, previous run still going) still run when
+    # they can, if no later than this; APScheduler's own default of 1 s would silently skip them.
+    misfire_grace_seconds: int = Field(default=3600, ge=1)
+
+    @field_validator("archive", "retention", "compact")
+    @classmethod
+    def _valid(cls, value: str) -> str:
+        return _check_schedule(value)
+
+    @field_validator("verify")
+    @classmethod
+    def _valid_or_empty(cls, value: str) -> str:
+        return _check_schedule(value) if value.strip() else ""
+
+
+class MetricsSettings(_Section):
+    """Prometheus metrics and /healthz on an optional listen address."""
+
+    listen: str = ""  # e.g. "127.0.0.1:9108"; empty: no HTTP endpoint
+    # /healthz answers 503 when the last successful archive cycle is older than this.
+    max_age_seconds: int = Field(default=3600, ge=60)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            _host, sep, port = value.rpartition(":")
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9108 or 0.0.0.0:9108")
+        return value
+
+
+class PingSettings(_Section):
+    """Dead man's switch pings (healthchecks.io style): URL, URL/start, URL/fail."""
+
+    url: SecretStr | None = None  # ping URLs embed a token: treated as a secret
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class DaemonSettings(_Section):
+    """The long-running daemon."""
+
+    # After SIGTERM, how long the running cycle may take to reach a safe point.
+    shutdown_seconds: int = Field(default=60, ge=1)
+
+
 class LogSettings(_Section):
     """How logs look: JSON lines for machines, colours for people."""
 
@@ -266,6 +331,10 @@ class Settings(BaseSettings):
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     storage: StorageSettings = Field(default_factory=lambda: StorageSettings.model_construct())
     lease: LeaseSettings = Field(default_factory=LeaseSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    ping: PingSettings = Field(default_factory=PingSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod
@@ -340,6 +409,7 @@ def _setting_name(location: tuple[int | str, ...]) -> str:
 
 
 _SECRET_FIELDS = {
+    "url",  # storage URLs are not secret, but ping URLs are: never echo any URL back
     "application_key",
     "application_secret",
     "consumer_key",

@@ -9,6 +9,7 @@
     │   └── PreconditionFailed    a conditional write lost a race (someone else wrote first)
     ├── IntegrityError            archived bytes do not match what was recorded at write time
     ├── LeaseHeldError            another instance holds the single-writer lease
+    ├── CycleInterrupted          asked to stop (SIGTERM); stopped at a safe point, state consistent
     └── MalformedRecordError      one API record could not be parsed (reported, then skipped)
 
 The CLI maps each class to an exit status in one place (``archiver.cli.EXIT_CODES``).
@@ -21,6 +22,7 @@ __all__ = [
     "ArchiverError",
     "AuthError",
     "ConfigError",
+    "CycleInterrupted",
     "IntegrityError",
     "LeaseHeldError",
     "MalformedRecordError",
@@ -65,6 +67,10 @@ class IntegrityError(ArchiverError):
 
 class LeaseHeldError(ArchiverError):
     """Another live instance holds the single-writer lease of a service."""
+
+
+class CycleInterrupted(ArchiverError):
+    """A stop was requested; the work stopped at a safe point (all written data recorded)."""
 
 
 class MalformedRecordError(ArchiverError):

@@ -21,6 +21,7 @@ from archiver.config import DIRECTIONS, Direction
 __all__ = [
     "PartKey",
     "check_service_name",
+    "daemon_status_key",
     "day_prefix",
     "lease_key",
     "manifest_key",
@@ -104,3 +105,8 @@ def state_key(service: str, direction: Direction) -> str:
 
 def lease_key(service: str) -> str:
     return f"_state/{check_service_name(service)}/lease.json"
+
+
+def daemon_status_key(host: str) -> str:
+    """Where a daemon publishes its schedule and last outcomes, for ``sms-archiver status``."""
+    return f"_state/_daemons/{re.sub(r'[^A-Za-z0-9._-]', '_', host)}.json"

@@ -1,0 +1,124 @@
+"""Reading the archive back: parts of a month, merged to one row per id (its newest version).
+
+Parts are sorted by (creation instant, id) inside, and a record's day folder follows from its
+creation instant, so a month is read day by day with a k-way merge of that day's parts: memory
+holds one row per open part, whatever the month's size. The versions of one id share their
+creation instant, so they come out of the merge side by side; the newest (the row of the part
+written last) is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from archiver.config import Direction
+from archiver.csvfile import read_rows
+from archiver.layout import PartKey, month_prefix, parse_part_key, service_prefix
+from archiver.records import COLUMNS, Record, record_from_row
+from archiver.store import ObjectInfo, Store
+
+__all__ = [
+    "StoredPart",
+    "archived_months",
+    "archived_services",
+    "iter_day_records",
+    "iter_records",
+    "list_parts",
+]
+
+# Parts smaller than this are read whole: fewer open connections when a day has many small parts.
+_READ_WHOLE_BELOW = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPart:
+    """A data part as listed in the store."""
+
+    info: ObjectInfo
+    part: PartKey
+
+    @property
+    def version(self) -> tuple[dt.datetime, bool, str]:
+        """Orders the versions of a row: the part written last wins; a compacted part wins a tie."""
+        return (self.info.last_modified, self.part.name.endswith("-c"), self.info.key)
+
+
+def list_parts(
+    store: Store, service: str, direction: Direction, year: int | None = None, month: int | None = None
+) -> list[StoredPart]:
+    """The data parts of one month (or of every month), in key order; other objects are skipped."""
+    prefix = (
+        month_prefix(service, direction, year, month)
+        if year is not None and month is not None
+        else service_prefix(service, direction)
+    )
+    parts = []
+    for info in store.list(prefix):
+        part = parse_part_key(info.key)
+        if part is not None and part.service == service and part.direction == direction:
+            parts.append(StoredPart(info, part))
+    return parts
+
+
+def archived_services(store: Store) -> list[str]:
+    """Services that have a cursor or a lease in the archive (``_state/_daemons/`` is not one)."""
+    names = {info.key.split("/")[1] for info in store.list("_state/") if info.key.count("/") >= 2}
+    return sorted(name for name in names if not name.startswith("_"))
+
+
+def archived_months(store: Store, service: str, direction: Direction) -> list[tuple[int, int]]:
+    return sorted({(stored.part.day.year, stored.part.day.month) for stored in list_parts(store, service, direction)})
+
+
+def _open(store: Store, stored: StoredPart) -> BinaryIO:
+    if stored.info.size < _READ_WHOLE_BELOW:
+        return io.BytesIO(store.get(stored.info.key))
+    return store.open(stored.info.key)
+
+
+def _part_records(store: Store, stored: StoredPart, direction: Direction) -> Iterator[Record]:
+    stream = _open(store, stored)
+    try:
+        for row in read_rows(
+            stream, header=COLUMNS[direction], compressed=stored.part.compressed, source=stored.info.key
+        ):
+            yield record_from_row(direction, row)
+    finally:
+        stream.close()
+
+
+def iter_day_records(store: Store, parts: list[StoredPart], direction: Direction) -> Iterator[Record]:
+    """Merge one day's parts: one record per id (newest version), by (creation instant, id)."""
+    if len(parts) == 1:
+        yield from _dedupe_sorted((record, 0) for record in _part_records(store, parts[0], direction))
+        return
+    # Rank 0 is the newest part: on equal (instant, id) the heap yields it first.
+    ranked = sorted(parts, key=lambda stored: stored.version, reverse=True)
+    streams = [
+        ((record.created, record.id, rank, record) for record in _part_records(store, stored, direction))
+        for rank, stored in enumerate(ranked)
+    ]
+    merged = heapq.merge(*streams, key=lambda item: item[:3])
+    yield from _dedupe_sorted((item[3], item[2]) for item in merged)
+
+
+def _dedupe_sorted(items: Iterator[tuple[Record, int]]) -> Iterator[Record]:
+    last_id: int | None = None
+    for record, _rank in items:
+        if record.id != last_id:
+            last_id = record.id
+            yield record
+
+
+def iter_records(store: Store, service: str, direction: Direction, year: int, month: int) -> Iterator[Record]:
+    """Every archived record of a month, one per id (newest), by (creation instant, id)."""
+    by_day: dict[dt.date, list[StoredPart]] = {}
+    for stored in list_parts(store, service, direction, year, month):
+        by_day.setdefault(stored.part.day, []).append(stored)
+    for day in sorted(by_day):
+        yield from iter_day_records(store, by_day[day], direction)
