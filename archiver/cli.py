@@ -13,18 +13,23 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from archiver.archive import DirectionReport, archive_cycle, backfill
-from archiver.config import DIRECTIONS, Settings, load_settings
+from archiver.compact import compact_archive
+from archiver.config import DIRECTIONS, Direction, Settings, load_settings
 from archiver.errors import ArchiverError, ConfigError, LeaseHeldError
 from archiver.logs import configure_logging, new_run_id
-from archiver.reader import archived_services
+from archiver.reader import archived_services, summarize_months
+from archiver.retrieve import OutputFormat, month_range, parse_month, retrieve
 from archiver.source import OvhSource
 from archiver.state import load_state, read_lease, reset_state
 from archiver.store import Store, open_store
+from archiver.verify import verify_archive
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -132,6 +137,13 @@ def _source(settings: Settings) -> Iterator[OvhSource]:
         source.close()
 
 
+def _delimiter(text: str) -> str:
+    text = {"\\t": "\t", "tab": "\t"}.get(text, text)
+    if len(text) != 1 or text in '"\r\n':
+        raise argparse.ArgumentTypeError("one character other than a quote or a line break (e.g. ; , or tab)")
+    return text
+
+
 def _parse_day(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -196,9 +208,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         report("OVH API", error)
     try:
         store = open_store(settings.storage)
-        check = getattr(store, "check", None)
-        if check is not None:
-            check()
+        store.check()
         report("storage", None, store.describe() + " is reachable and writable")
     except ArchiverError as error:
         report("storage", error)
@@ -272,6 +282,157 @@ def cmd_state_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _services_in(settings: Settings, store: Store, wanted: str | None) -> list[str]:
+    known = sorted(set(settings.ovh.services) | set(archived_services(store)))
+    if wanted:
+        return [wanted]
+    return known
+
+
+def _one_service(settings: Settings, store: Store, wanted: str | None) -> str:
+    services = _services_in(settings, store, wanted)
+    if len(services) == 1:
+        return services[0]
+    if not services:
+        raise ConfigError(f"the archive at {store.describe()} holds no service yet (run 'sms-archiver archive' first)")
+    raise ConfigError(f"the archive holds several services; choose one with --service: {', '.join(services)}")
+
+
+def _directions(args: argparse.Namespace) -> list[Direction]:
+    return [args.direction] if args.direction else list(DIRECTIONS)
+
+
+def cmd_months(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = open_store(settings.storage)
+    summaries = [
+        summary
+        for service in _services_in(settings, store, args.service)
+        for direction in _directions(args)
+        for summary in summarize_months(store, service, direction)
+    ]
+    if args.json or not sys.stdout.isatty():
+        print(json.dumps([asdict(summary) for summary in summaries], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"archived months in {store.describe()}")
+    for column in ("service", "direction", "month", "rows", "days", "parts", "size"):
+        table.add_column(column, justify="right" if column in ("rows", "days", "parts", "size") else "left")
+    for item in summaries:
+        table.add_row(
+            item.service,
+            item.direction,
+            item.month,
+            str(item.rows),
+            str(item.days),
+            str(item.parts),
+            _human_size(item.bytes),
+        )
+    Console().print(table)
+    return 0
+
+
+def _human_size(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+def cmd_retrieve(args: argparse.Namespace) -> int:
+    first = parse_month(args.month)
+    months = month_range(first, parse_month(args.until_month, option="--until-month") if args.until_month else first)
+    settings = _settings(args)
+    store = open_store(settings.storage)
+    service = _one_service(settings, store, args.service)
+    filters = {
+        column: value
+        for column, value in (("sender", args.sender), ("receiver", args.receiver), ("tag", args.tag))
+        if value is not None
+    }
+    fmt = OutputFormat(
+        delimiter=args.delimiter or settings.archive.delimiter,
+        gzip=args.gzip,
+        excel=args.excel,
+        neutralize_formulas=args.neutralize_formulas,
+        filters=filters,
+    )
+    if args.output in (None, "-"):
+        count = retrieve(store, service, args.direction, months, sys.stdout.buffer, fmt)
+    else:
+        # Write beside the target and rename at the end: a failure never leaves a half file behind.
+        target = Path(args.output)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            with partial.open("wb") as output:
+                count = retrieve(store, service, args.direction, months, output, fmt)
+            partial.replace(target)
+        except OSError as error:
+            raise ArchiverError(f"cannot write {target}: {error.strerror}") from None
+        finally:
+            partial.unlink(missing_ok=True)
+    span = args.month + (f"..{args.until_month}" if args.until_month else "")
+    if count == 0:
+        print(f"note: no archived {args.direction} SMS for {service} in {span}: header only", file=sys.stderr)
+    else:
+        log.info("retrieved", service=service, direction=args.direction, months=span, rows=count)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    months = [parse_month(args.month)] if args.month else None
+    settings = _settings(args)
+    store = open_store(settings.storage)
+    checks = verify_archive(settings, store, service=args.service, months=months)
+    problems = [problem for check in checks for problem in check.problems]
+    if args.json or not sys.stdout.isatty():
+        document = [
+            {
+                "service": check.service,
+                "direction": check.direction,
+                "month": check.label,
+                "parts": check.parts,
+                "rows": check.rows,
+                "bytes": check.bytes,
+                "problems": [asdict(problem) for problem in check.problems],
+            }
+            for check in checks
+        ]
+        print(json.dumps(document, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"verify {store.describe()}")
+        for column in ("service", "direction", "month", "parts", "rows", "result"):
+            table.add_column(column)
+        for check in checks:
+            result = "ok" if not check.problems else f"{len(check.problems)} problem(s)"
+            table.add_row(check.service, check.direction, check.label, str(check.parts), str(check.rows), result)
+        console = Console()
+        console.print(table)
+        for problem in problems:
+            console.print(f"[red]{problem.kind}[/red] {problem.key}: {problem.detail}", markup=True, highlight=False)
+    for problem in problems:
+        log.error("verify_problem", kind=problem.kind, key=problem.key, detail=problem.detail)
+    if not checks:
+        print("note: nothing archived yet, nothing to verify", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = open_store(settings.storage)
+    report = compact_archive(settings, store)
+    log.info("compaction_done", **asdict(report) | {"days": len(report.days)})
+    if sys.stdout.isatty():
+        print(f"{report.days_compacted} day(s) compacted: {report.parts_merged} parts merged, {report.rows} rows")
+    return 0
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from archiver.emulator import serve_forever_cli
 
@@ -325,6 +486,36 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--service", required=True)
     reset.add_argument("--direction", choices=DIRECTIONS)
     reset.add_argument("--yes", action="store_true", help="confirm")
+
+    sub = add("months", cmd_months, "List the archived months with their rows, parts and sizes.")
+    sub.add_argument("--service", help="one SMS service (default: all)")
+    sub.add_argument("--direction", choices=DIRECTIONS, help="default: both")
+    sub.add_argument("--json", action="store_true", help="JSON output")
+
+    sub = add("retrieve", cmd_retrieve, "Write one or more archived months as one CSV, each SMS once (newest version).")
+    sub.add_argument("--month", required=True, metavar="YYYY-MM", help="the (first) month")
+    sub.add_argument("--until-month", metavar="YYYY-MM", help="last month of a range (inclusive)")
+    sub.add_argument("--service", help="required when the archive holds several services")
+    sub.add_argument("--direction", choices=DIRECTIONS, default="outgoing", help="default: outgoing")
+    sub.add_argument("--output", "-o", metavar="FILE", help="file to write (default: standard output, or -)")
+    sub.add_argument("--sender", help="only SMS from this sender (exact match)")
+    sub.add_argument("--receiver", help="only SMS to this number (outgoing; exact match)")
+    sub.add_argument("--tag", help="only SMS with this tag (exact match)")
+    sub.add_argument("--gzip", action="store_true", help="gzip the output")
+    sub.add_argument("--excel", action="store_true", help="UTF-8 BOM so Excel shows accents right on a double click")
+    sub.add_argument("--delimiter", type=_delimiter, help="output delimiter (default: the archive's, ';')")
+    sub.add_argument(
+        "--neutralize-formulas",
+        action="store_true",
+        help="prefix cells starting with = + - @ with a quote, so spreadsheets never run them as formulas",
+    )
+
+    sub = add("verify", cmd_verify, "Re-read parts and check checksums, row counts and CSV against the manifests.")
+    sub.add_argument("--month", metavar="YYYY-MM", help="one month (default: all)")
+    sub.add_argument("--service", help="one SMS service (default: all)")
+    sub.add_argument("--json", action="store_true", help="JSON output")
+
+    add("compact", cmd_compact, "Merge the parts of each settled day into one (verified before old parts go).")
 
     sub = add("emulator", cmd_emulator, "Serve the built-in OVH API emulator on 127.0.0.1 (for trials and tests).")
     sub.add_argument("emulator_args", nargs=argparse.REMAINDER, help="options of the emulator (see --help)")
