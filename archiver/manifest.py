@@ -45,6 +45,8 @@ class Manifest:
     year: int
     month: int
     parts: dict[str, PartEntry] = field(default_factory=dict)
+    # Parts merged into a compacted one, and about to be deleted: neither missing nor foreign.
+    superseded: set[str] = field(default_factory=set)
 
     @property
     def key(self) -> str:
@@ -57,6 +59,7 @@ class Manifest:
             "direction": self.direction,
             "month": f"{self.year:04d}-{self.month:02d}",
             "parts": [asdict(entry) for _, entry in sorted(self.parts.items())],
+            "superseded": sorted(self.superseded),
         }
         return json.dumps(document, indent=1, sort_keys=True).encode()
 
@@ -75,6 +78,7 @@ def load_manifest(store: Store, service: str, direction: Direction, year: int, m
         for item in document["parts"]:
             entry = PartEntry(**item)
             manifest.parts[entry.key] = entry
+        manifest.superseded = set(document.get("superseded", []))
     except (ValueError, TypeError, KeyError) as error:
         raise StorageError(f"manifest {manifest.key} is damaged ({error})") from None
     return manifest

@@ -19,6 +19,7 @@ from typing import BinaryIO
 from archiver.config import Direction
 from archiver.csvfile import read_rows
 from archiver.layout import PartKey, month_prefix, parse_part_key, service_prefix
+from archiver.manifest import load_manifest
 from archiver.records import COLUMNS, Record, record_from_row
 from archiver.store import ObjectInfo, Store
 
@@ -122,3 +123,39 @@ def iter_records(store: Store, service: str, direction: Direction, year: int, mo
         by_day.setdefault(stored.part.day, []).append(stored)
     for day in sorted(by_day):
         yield from iter_day_records(store, by_day[day], direction)
+
+
+@dataclass(frozen=True, slots=True)
+class MonthSummary:
+    """One archived month, as ``sms-archiver months`` shows it."""
+
+    service: str
+    direction: Direction
+    month: str
+    days: int
+    parts: int
+    bytes: int
+    rows: int  # rows stored, from the manifest: an id archived twice (late status) counts twice
+
+
+def summarize_months(store: Store, service: str, direction: Direction) -> list[MonthSummary]:
+    """Parts, days, bytes and recorded rows of every archived month (one listing, one manifest a month)."""
+    by_month: dict[tuple[int, int], list[StoredPart]] = {}
+    for stored in list_parts(store, service, direction):
+        by_month.setdefault((stored.part.day.year, stored.part.day.month), []).append(stored)
+    summaries = []
+    for (year, month), parts in sorted(by_month.items()):
+        manifest = load_manifest(store, service, direction, year, month)
+        rows = sum(manifest.parts[p.info.key].rows for p in parts if p.info.key in manifest.parts)
+        summaries.append(
+            MonthSummary(
+                service,
+                direction,
+                f"{year:04d}-{month:02d}",
+                days=len({p.part.day for p in parts}),
+                parts=len(parts),
+                bytes=sum(p.info.size for p in parts),
+                rows=rows,
+            )
+        )
+    return summaries

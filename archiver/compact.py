@@ -1,0 +1,135 @@
+"""Compaction: once a day can no longer change, merge its parts into one, without a window of loss.
+
+A day is settled once it ended more than ``settle + lookback`` ago (plus a day of margin): no cycle
+writes into it any more. Its parts are merged (one row per id, the newest version), and then, in
+this order:
+
+1. the merged part is written (its name comes from its content, with a ``-c`` suffix) and read
+   back: SHA-256 and row count must match;
+2. the month's manifest records it and marks the old parts ``superseded``;
+3. the old parts are deleted, then dropped from the manifest.
+
+A reader at any moment sees every record (old parts, new part, or both, deduplicated by id). A
+crash at any step is repaired by the next run: merging the same parts again gives the same bytes,
+hence the same key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import structlog
+
+from archiver.config import Direction, Settings
+from archiver.csvfile import encode_rows
+from archiver.errors import IntegrityError
+from archiver.layout import part_key, part_name
+from archiver.manifest import PartEntry, load_manifest, save_manifest
+from archiver.reader import StoredPart, archived_services, iter_day_records, list_parts
+from archiver.records import COLUMNS, Record
+from archiver.state import Lease
+from archiver.store import Store
+from archiver.verify import check_part
+
+__all__ = ["CompactReport", "compact_archive", "compact_day", "settled_before"]
+
+log = structlog.get_logger()
+
+
+@dataclass(slots=True)
+class CompactReport:
+    """What one compaction run did."""
+
+    days_compacted: int = 0
+    parts_merged: int = 0
+    parts_deleted: int = 0
+    rows: int = 0
+    days: list[str] = field(default_factory=list)
+
+
+def settled_before(settings: Settings, now: dt.datetime) -> dt.date:
+    """The first day that may still change; every earlier day is settled."""
+    horizon = now - dt.timedelta(seconds=settings.archive.settle_seconds, hours=settings.archive.lookback_hours, days=1)
+    return horizon.astimezone(settings.archive.zone).date()
+
+
+def compact_day(
+    settings: Settings, store: Store, service: str, direction: Direction, day: dt.date, parts: list[StoredPart]
+) -> PartEntry:
+    """Merge one day's parts into one verified part, then remove the old ones (see module docstring)."""
+    ids: list[int] = []
+
+    def rows(records: Iterator[Record]) -> Iterator[tuple[str, ...]]:
+        for record in records:
+            ids.append(record.id)
+            yield record.fields
+
+    encoded = encode_rows(
+        COLUMNS[direction],
+        rows(iter_day_records(store, parts, direction)),
+        delimiter=settings.archive.delimiter,
+        compress=settings.archive.gzip,
+    )
+    if not ids:
+        raise IntegrityError(f"{service} {direction} {day}: parts hold no rows; not compacting")
+    name = part_name(min(ids), max(ids), encoded.sha256, compacted=True)
+    key = part_key(service, direction, day, name, compressed=settings.archive.gzip)
+    store.put(key, encoded.data, metadata={"sha256": encoded.sha256, "rows": str(encoded.rows)})
+    entry = PartEntry(
+        key=key,
+        sha256=encoded.sha256,
+        rows=encoded.rows,
+        size=len(encoded.data),
+        first_id=min(ids),
+        last_id=max(ids),
+        written_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    _, _, problem = check_part(store, key, direction, entry)
+    if problem is not None:
+        raise IntegrityError(f"compacted part {key} did not verify after writing: {problem.detail}")
+
+    old_keys = {stored.info.key for stored in parts} - {key}
+    manifest = load_manifest(store, service, direction, day.year, day.month)
+    manifest.parts[key] = entry
+    for old in old_keys:
+        manifest.parts.pop(old, None)
+    manifest.superseded |= old_keys
+    save_manifest(store, manifest)
+    for old in sorted(old_keys):
+        store.delete(old)
+    manifest.superseded -= old_keys
+    save_manifest(store, manifest)
+    log.info(
+        "day_compacted", service=service, direction=direction, day=day.isoformat(), parts=len(parts), rows=encoded.rows
+    )
+    return entry
+
+
+def compact_archive(settings: Settings, store: Store, *, now: dt.datetime | None = None) -> CompactReport:
+    """Merge the parts of every settled day that has more than one, for every service and direction."""
+    now = now or dt.datetime.now(dt.UTC)
+    cutoff = settled_before(settings, now)
+    report = CompactReport()
+    services = list(settings.ovh.services) or archived_services(store)
+    for service in services:
+        with Lease(
+            store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
+        ) as lease:
+            for direction in settings.archive.directions:
+                by_day: dict[dt.date, list[StoredPart]] = {}
+                for stored in list_parts(store, service, direction):
+                    if stored.part.day < cutoff:
+                        by_day.setdefault(stored.part.day, []).append(stored)
+                for day, parts in sorted(by_day.items()):
+                    if len(parts) < 2:
+                        continue  # one part already: nothing to merge
+                    entry = compact_day(settings, store, service, direction, day, parts)
+                    report.days_compacted += 1
+                    report.parts_merged += len(parts)
+                    report.parts_deleted += sum(1 for stored in parts if stored.info.key != entry.key)
+                    report.rows += entry.rows
+                    report.days.append(f"{service}/{direction}/{day.isoformat()}")
+                    lease.renew_if_due()
+    return report
