@@ -134,7 +134,7 @@ def write_parts(
                 size=len(encoded.data),
                 first_id=min(ids),
                 last_id=max(ids),
-                written_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                written_at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
             )
         )
         log.debug("part_written", key=key, rows=encoded.rows, bytes=len(encoded.data))

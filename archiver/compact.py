@@ -84,7 +84,7 @@ def compact_day(
         size=len(encoded.data),
         first_id=min(ids),
         last_id=max(ids),
-        written_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        written_at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
     )
     _, _, problem = check_part(store, key, direction, entry)
     if problem is not None:

@@ -38,15 +38,18 @@ _READ_WHOLE_BELOW = 8 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class StoredPart:
-    """A data part as listed in the store."""
+    """A data part as listed in the store, with the time it was written."""
 
     info: ObjectInfo
     part: PartKey
+    # From the month's manifest (microseconds); the store's Last-Modified (often to the second) only
+    # for a part a crash left out of the manifest.
+    written: dt.datetime
 
     @property
     def version(self) -> tuple[dt.datetime, bool, str]:
         """Orders the versions of a row: the part written last wins; a compacted part wins a tie."""
-        return (self.info.last_modified, self.part.name.endswith("-c"), self.info.key)
+        return (self.written, self.part.name.endswith("-c"), self.info.key)
 
 
 def list_parts(
@@ -58,11 +61,19 @@ def list_parts(
         if year is not None and month is not None
         else service_prefix(service, direction)
     )
+    written_at: dict[tuple[int, int], dict[str, str]] = {}
     parts = []
     for info in store.list(prefix):
         part = parse_part_key(info.key)
-        if part is not None and part.service == service and part.direction == direction:
-            parts.append(StoredPart(info, part))
+        if part is None or part.service != service or part.direction != direction:
+            continue
+        month_key = (part.day.year, part.day.month)
+        if month_key not in written_at:
+            manifest = load_manifest(store, service, direction, *month_key)
+            written_at[month_key] = {key: entry.written_at for key, entry in manifest.parts.items()}
+        recorded = written_at[month_key].get(info.key)
+        written = dt.datetime.fromisoformat(recorded) if recorded else info.last_modified
+        parts.append(StoredPart(info, part, written))
     return parts
 
 

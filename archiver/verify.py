@@ -9,9 +9,10 @@ are ``missing``; objects the manifest does not know are ``extra``; bytes that di
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from archiver.config import Direction, Settings
 from archiver.csvfile import read_rows
@@ -52,7 +53,7 @@ class MonthCheck:
         return f"{self.year:04d}-{self.month:02d}"
 
 
-class _HashingReader:
+class _HashingReader(io.RawIOBase):
     """Pass reads through while hashing and counting them, so one pass both hashes and parses."""
 
     def __init__(self, inner: BinaryIO) -> None:
@@ -60,28 +61,21 @@ class _HashingReader:
         self.hash = hashlib.sha256()
         self.size = 0
 
-    def read(self, size: int = -1) -> bytes:
-        data = self.inner.read(size)
-        self.hash.update(data)
-        self.size += len(data)
-        return data
-
-    def read1(self, size: int = -1) -> bytes:
-        return self.read(size)
-
     def readable(self) -> bool:
         return True
 
+    def readinto(self, buffer: Any) -> int:
+        data = self.inner.read(len(buffer))
+        buffer[: len(data)] = data
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
     def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-    def close(self) -> None:
-        self.inner.close()
-
-    @property
-    def closed(self) -> bool:
-        return False
+        """Hash what the parser did not pull (e.g. after a parse error), straight from the source."""
+        while data := self.inner.read(1 << 20):
+            self.hash.update(data)
+            self.size += len(data)
 
 
 def check_part(
@@ -93,7 +87,8 @@ def check_part(
     reader = _HashingReader(store.open(key))
     rows = 0
     try:
-        for _ in read_rows(reader, header=COLUMNS[direction], compressed=compressed, source=key):  # type: ignore[arg-type]
+        stream = io.BufferedReader(reader)
+        for _ in read_rows(stream, header=COLUMNS[direction], compressed=compressed, source=key):
             rows += 1
         reader.drain()
     except IntegrityError as error:
@@ -102,7 +97,7 @@ def check_part(
             return rows, reader.size, Problem("corrupt", key, f"SHA-256 differs from the one recorded; {error}")
         return rows, reader.size, Problem("unreadable", key, str(error))
     finally:
-        reader.close()
+        reader.inner.close()
     if entry is None:
         return rows, reader.size, None
     if reader.hash.hexdigest() != entry.sha256:
