@@ -10,8 +10,10 @@ written last) is kept.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import heapq
 import io
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -24,12 +26,16 @@ from archiver.records import COLUMNS, Record, record_from_row
 from archiver.store import ObjectInfo, Store
 
 __all__ = [
+    "MonthSummary",
     "StoredPart",
     "archived_months",
     "archived_services",
+    "copy_part_body",
     "iter_day_records",
     "iter_records",
     "list_parts",
+    "month_days",
+    "summarize_months",
 ]
 
 # Parts smaller than this are read whole: fewer open connections when a day has many small parts.
@@ -45,6 +51,7 @@ class StoredPart:
     # From the month's manifest (microseconds); the store's Last-Modified (often to the second) only
     # for a part a crash left out of the manifest.
     written: dt.datetime
+    rows: int | None = None  # as recorded in the manifest (None: not recorded)
 
     @property
     def version(self) -> tuple[dt.datetime, bool, str]:
@@ -61,19 +68,21 @@ def list_parts(
         if year is not None and month is not None
         else service_prefix(service, direction)
     )
-    written_at: dict[tuple[int, int], dict[str, str]] = {}
+    recorded: dict[tuple[int, int], dict[str, tuple[str, int]]] = {}
     parts = []
     for info in store.list(prefix):
         part = parse_part_key(info.key)
         if part is None or part.service != service or part.direction != direction:
             continue
         month_key = (part.day.year, part.day.month)
-        if month_key not in written_at:
+        if month_key not in recorded:
             manifest = load_manifest(store, service, direction, *month_key)
-            written_at[month_key] = {key: entry.written_at for key, entry in manifest.parts.items()}
-        recorded = written_at[month_key].get(info.key)
-        written = dt.datetime.fromisoformat(recorded) if recorded else info.last_modified
-        parts.append(StoredPart(info, part, written))
+            recorded[month_key] = {key: (entry.written_at, entry.rows) for key, entry in manifest.parts.items()}
+        entry = recorded[month_key].get(info.key)
+        if entry is None:
+            parts.append(StoredPart(info, part, info.last_modified))
+        else:
+            parts.append(StoredPart(info, part, dt.datetime.fromisoformat(entry[0]), entry[1]))
     return parts
 
 
@@ -127,13 +136,38 @@ def _dedupe_sorted(items: Iterator[tuple[Record, int]]) -> Iterator[Record]:
             yield record
 
 
-def iter_records(store: Store, service: str, direction: Direction, year: int, month: int) -> Iterator[Record]:
-    """Every archived record of a month, one per id (newest), by (creation instant, id)."""
+def month_days(
+    store: Store, service: str, direction: Direction, year: int, month: int
+) -> list[tuple[dt.date, list[StoredPart]]]:
+    """The parts of a month, grouped by day, in day order."""
     by_day: dict[dt.date, list[StoredPart]] = {}
     for stored in list_parts(store, service, direction, year, month):
         by_day.setdefault(stored.part.day, []).append(stored)
-    for day in sorted(by_day):
-        yield from iter_day_records(store, by_day[day], direction)
+    return sorted(by_day.items())
+
+
+def iter_records(store: Store, service: str, direction: Direction, year: int, month: int) -> Iterator[Record]:
+    """Every archived record of a month, one per id (newest), by (creation instant, id)."""
+    for _day, parts in month_days(store, service, direction, year, month):
+        yield from iter_day_records(store, parts, direction)
+
+
+def copy_part_body(store: Store, stored: StoredPart, output: BinaryIO, *, delimiter: str) -> bool:
+    """Copy a part's data rows (its bytes after the header) to ``output``, if written with ``delimiter``.
+
+    A part is sorted and holds each id once, so a day stored as one part needs no parsing at all.
+    Returns False, having written nothing, when the part's delimiter differs.
+    """
+    stream = _open(store, stored)
+    try:
+        source: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb") if stored.part.compressed else stream  # type: ignore[assignment]
+        header = source.readline()
+        if header[2:3] != delimiter.encode():
+            return False
+        shutil.copyfileobj(source, output, 1 << 20)
+        return True
+    finally:
+        stream.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,13 @@ import csv
 import gzip
 import io
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from archiver.config import Direction
 from archiver.errors import ConfigError
-from archiver.reader import iter_records
+from archiver.reader import copy_part_body, iter_day_records, month_days
 from archiver.records import COLUMNS, Record
 from archiver.store import Store
 
@@ -83,20 +83,25 @@ def retrieve(
     text = io.TextIOWrapper(raw, encoding="utf-8-sig" if fmt.excel else "utf-8", newline="", write_through=False)
     writer = csv.writer(text, delimiter=fmt.delimiter, quotechar='"', quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
     writer.writerow(columns)
+    # Rows that need no change (no filter, no formula rewrite) may be copied as stored bytes.
+    verbatim = not fmt.filters and not fmt.neutralize_formulas
     count = 0
-    for record in _records(store, service, direction, months):
-        if fmt.filters and not _matches(record, fmt.filters):
-            continue
-        writer.writerow(map(safe_for_spreadsheets, record.fields) if fmt.neutralize_formulas else record.fields)
-        count += 1
+    for year, month in months:
+        for _day, parts in month_days(store, service, direction, year, month):
+            rows = parts[0].rows if len(parts) == 1 else None
+            if verbatim and rows is not None:
+                text.flush()  # what the writer buffered goes out before the copied bytes
+                if copy_part_body(store, parts[0], raw, delimiter=fmt.delimiter):
+                    count += rows
+                    continue
+            for record in iter_day_records(store, parts, direction):
+                if fmt.filters and not _matches(record, fmt.filters):
+                    continue
+                writer.writerow(map(safe_for_spreadsheets, record.fields) if fmt.neutralize_formulas else record.fields)
+                count += 1
     text.flush()
     text.detach()
     if fmt.gzip:
         raw.close()  # writes the gzip trailer; the caller's stream stays open
     output.flush()
     return count
-
-
-def _records(store: Store, service: str, direction: Direction, months: list[tuple[int, int]]) -> Iterator[Record]:
-    for year, month in months:
-        yield from iter_records(store, service, direction, year, month)
