@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 import ovh
 import ovh.client
 import requests
+import requests.adapters
 import structlog
 
 from archiver.config import Direction, OvhSettings
@@ -194,7 +195,7 @@ class OvhSource:
             return value.get_secret_value() if value is not None else None
 
         try:
-            return ovh.Client(
+            client = ovh.Client(
                 endpoint=_register_endpoint(settings.endpoint),
                 application_key=secret(settings.application_key),
                 application_secret=secret(settings.application_secret),
@@ -205,6 +206,12 @@ class OvhSource:
             )
         except ovh.exceptions.InvalidConfiguration as error:
             raise ConfigError(f"invalid settings:\n  SMS_ARCHIVER_OVH: {error}") from None
+        # python-ovh shares one requests.Session across our threads; its pool keeps 10 connections per
+        # host by default, so more concurrent calls would open and drop a connection each time.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=max(10, settings.concurrency))
+        for scheme in ("https://", "http://"):
+            client._session.mount(scheme, adapter)
+        return client
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
