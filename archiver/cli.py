@@ -25,6 +25,7 @@ from archiver.config import DIRECTIONS, Direction, Settings, load_settings
 from archiver.errors import ArchiverError, ConfigError, LeaseHeldError
 from archiver.logs import configure_logging, new_run_id
 from archiver.reader import archived_services, summarize_months
+from archiver.retention import RetentionReport, run_retention
 from archiver.retrieve import OutputFormat, month_range, parse_month, retrieve
 from archiver.source import OvhSource
 from archiver.state import load_state, read_lease, reset_state
@@ -433,6 +434,66 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings.retention.delete_after_days is None:
+        raise ConfigError(
+            "invalid settings:\n  SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS: required: retention deletes nothing "
+            "without a policy (e.g. 365)"
+        )
+    if args.apply and not settings.retention.enabled:
+        raise ConfigError(
+            "invalid settings:\n  SMS_ARCHIVER_RETENTION__ENABLED: must be true to delete at OVH (--apply); "
+            "without --apply, retention only shows what it would do"
+        )
+    store = open_store(settings.storage)
+    with _source(settings) as source:
+        report = run_retention(
+            settings, source, store, apply=args.apply, services=[args.service] if args.service else None
+        )
+    if args.json or not sys.stdout.isatty():
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        _print_retention(report, limit=args.limit)
+    if report.capped:
+        raise ArchiverError(
+            f"{report.capped} more record(s) were eligible past the cap of "
+            f"{settings.retention.max_deletions_per_run} deletions per run and were kept; run again, or raise "
+            "SMS_ARCHIVER_RETENTION__MAX_DELETIONS_PER_RUN"
+        )
+    return 0
+
+
+def _print_retention(report: RetentionReport, *, limit: int) -> None:
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.table import Table
+
+    title = "retention: deleted at OVH" if report.applied else "retention dry run: nothing deleted (add --apply)"
+    table = Table(title=title)
+    for column in ("service", "direction", "id", "date", "action", "reason"):
+        table.add_column(column)
+    for decision in report.decisions[:limit]:
+        table.add_row(
+            decision.service,
+            decision.direction,
+            str(decision.id),
+            decision.date,
+            decision.action,
+            decision.reason,
+        )
+    console = Console()
+    console.print(table)
+    if len(report.decisions) > limit:
+        console.print(f"... {len(report.decisions) - limit} more (use --json for all)")
+    reasons = Counter((decision.action, decision.reason.split(":")[0]) for decision in report.decisions)
+    for (action, reason), count in sorted(reasons.items()):
+        console.print(f"{count:7d}  {action:8s} {reason}")
+    for name, count in sorted(report.younger.items()):
+        console.print(f"{count:7d}  keep     younger than the policy ({name})")
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from archiver.emulator import serve_forever_cli
 
@@ -516,6 +577,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true", help="JSON output")
 
     add("compact", cmd_compact, "Merge the parts of each settled day into one (verified before old parts go).")
+
+    sub = add(
+        "retention",
+        cmd_retention,
+        "Delete SMS at OVH once verifiably archived, per SMS_ARCHIVER_RETENTION__*. A dry run unless --apply.",
+    )
+    sub.add_argument("--apply", action="store_true", help="really delete at OVH (needs RETENTION__ENABLED=true)")
+    sub.add_argument("--service", help="one SMS service (default: all)")
+    sub.add_argument("--json", action="store_true", help="JSON output (every decision)")
+    sub.add_argument("--limit", type=int, default=50, help="rows shown in the table (default 50)")
 
     sub = add("emulator", cmd_emulator, "Serve the built-in OVH API emulator on 127.0.0.1 (for trials and tests).")
     sub.add_argument("emulator_args", nargs=argparse.REMAINDER, help="options of the emulator (see --help)")

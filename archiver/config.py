@@ -49,6 +49,7 @@ __all__ = [
     "MetricsSettings",
     "OvhSettings",
     "PingSettings",
+    "RetentionSettings",
     "ScheduleSettings",
     "Settings",
     "StorageSettings",
@@ -218,6 +219,9 @@ class StorageSettings(_Section):
     conditional_writes: Literal["auto", "on", "off"] = "auto"
     timeout_seconds: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=5, ge=1, le=20)
+    # Write data parts under S3 Object Lock (the bucket must have it enabled): write-once archives.
+    object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = ""
+    object_lock_days: int = Field(default=0, ge=0)
 
     @field_validator("url")
     @classmethod
@@ -239,6 +243,10 @@ class StorageSettings(_Section):
     def _key_pair(self) -> StorageSettings:
         if bool(self.access_key_id) != bool(self.secret_access_key):
             raise ValueError("set both ACCESS_KEY_ID and SECRET_ACCESS_KEY, or neither (boto3's own chain)")
+        if bool(self.object_lock_mode) != bool(self.object_lock_days):
+            raise ValueError("set both OBJECT_LOCK_MODE and OBJECT_LOCK_DAYS (retain-until = write time + days)")
+        if self.object_lock_mode and not self.url.startswith("s3://"):
+            raise ValueError("OBJECT_LOCK_MODE needs an s3:// storage URL")
         return self
 
 
@@ -254,6 +262,37 @@ def _check_schedule(value: str) -> str:
 
     parse_schedule(value)
     return value
+
+
+class RetentionSettings(_Section):
+    """Deleting SMS at OVH once they are safely archived (off unless enabled, with a policy)."""
+
+    enabled: bool = False
+    delete_after_days: int | None = Field(default=None, ge=1)
+    directions: Annotated[list[Direction], NoDecode] = Field(default_factory=lambda: list(DIRECTIONS))
+    # Like rclone's --max-delete: past this many deletions the run stops with an error.
+    max_deletions_per_run: int = Field(default=5000, ge=1)
+    # Archive-side purge for data-protection rules: archive months older than this are removed.
+    archive_keep_months: int | None = Field(default=None, ge=1)
+
+    @field_validator("directions", mode="before")
+    @classmethod
+    def _directions_list(cls, value: Any) -> Any:
+        return ArchiveSettings._directions_list(value)
+
+    @field_validator("directions")
+    @classmethod
+    def _directions_unique(cls, value: list[Direction]) -> list[Direction]:
+        return ArchiveSettings._directions_unique(value)
+
+    @model_validator(mode="after")
+    def _policy_required(self) -> RetentionSettings:
+        if self.enabled and self.delete_after_days is None:
+            raise ValueError(
+                "retention is enabled without a policy: set SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS "
+                "(nothing is deleted without one)"
+            )
+        return self
 
 
 class ScheduleSettings(_Section):
@@ -331,6 +370,7 @@ class Settings(BaseSettings):
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     storage: StorageSettings = Field(default_factory=lambda: StorageSettings.model_construct())
     lease: LeaseSettings = Field(default_factory=LeaseSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     ping: PingSettings = Field(default_factory=PingSettings)

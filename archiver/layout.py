@@ -4,7 +4,8 @@
     {service}/{direction}/year=YYYY/month=MM/_manifest.json
     _state/{service}/{direction}.json
     _state/{service}/lease.json
-    _journal/deletions/year=YYYY/month=MM/{run}.csv
+    _journal/deletions/year=YYYY/month=MM/{run}-{batch}-{intent|done}.csv
+    _journal/purges/year=YYYY/month=MM/{run}-{name}.csv
 
 Part names come from their content (id range and a digest of the bytes), so a retried cycle that
 fetched the same records rewrites the same key with the same bytes.
@@ -23,6 +24,7 @@ __all__ = [
     "check_service_name",
     "daemon_status_key",
     "day_prefix",
+    "journal_key",
     "lease_key",
     "manifest_key",
     "month_prefix",
@@ -105,6 +107,11 @@ def state_key(service: str, direction: Direction) -> str:
 
 def lease_key(service: str) -> str:
     return f"_state/{check_service_name(service)}/lease.json"
+
+
+def journal_key(kind: str, when: dt.datetime, run_id: str, name: str) -> str:
+    """A journal part: ``_journal/{kind}/year=YYYY/month=MM/{run}-{name}.csv`` (kind: deletions, purges)."""
+    return f"_journal/{kind}/year={when.year:04d}/month={when.month:02d}/{run_id}-{name}.csv"
 
 
 def daemon_status_key(host: str) -> str:

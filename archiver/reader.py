@@ -32,6 +32,7 @@ __all__ = [
     "archived_services",
     "copy_part_body",
     "iter_day_records",
+    "iter_day_sources",
     "iter_records",
     "list_parts",
     "month_days",
@@ -115,25 +116,28 @@ def _part_records(store: Store, stored: StoredPart, direction: Direction) -> Ite
 
 def iter_day_records(store: Store, parts: list[StoredPart], direction: Direction) -> Iterator[Record]:
     """Merge one day's parts: one record per id (newest version), by (creation instant, id)."""
-    if len(parts) == 1:
-        yield from _dedupe_sorted((record, 0) for record in _part_records(store, parts[0], direction))
+    for record, _source in iter_day_sources(store, parts, direction):
+        yield record
+
+
+def iter_day_sources(
+    store: Store, parts: list[StoredPart], direction: Direction
+) -> Iterator[tuple[Record, StoredPart]]:
+    """Like ``iter_day_records``, with the part each record's newest version comes from."""
+    if not parts:
         return
-    # Rank 0 is the newest part: on equal (instant, id) the heap yields it first.
+    # Rank 0 is the newest part: on equal (instant, id) the merge yields it first.
     ranked = sorted(parts, key=lambda stored: stored.version, reverse=True)
     streams = [
         ((record.created, record.id, rank, record) for record in _part_records(store, stored, direction))
         for rank, stored in enumerate(ranked)
     ]
-    merged = heapq.merge(*streams, key=lambda item: item[:3])
-    yield from _dedupe_sorted((item[3], item[2]) for item in merged)
-
-
-def _dedupe_sorted(items: Iterator[tuple[Record, int]]) -> Iterator[Record]:
+    merged = heapq.merge(*streams, key=lambda item: item[:3]) if len(streams) > 1 else streams[0]
     last_id: int | None = None
-    for record, _rank in items:
-        if record.id != last_id:
-            last_id = record.id
-            yield record
+    for _created, sms_id, rank, record in merged:
+        if sms_id != last_id:
+            last_id = sms_id
+            yield record, ranked[rank]
 
 
 def month_days(

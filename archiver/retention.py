@@ -1,0 +1,269 @@
+"""Retention: delete SMS at OVH only once they are verifiably archived. Dry run unless told to apply.
+
+A record is deleted only when all of these hold (each failing one is the reason it is kept):
+
+1. it is older than the policy (``delete_after_days``);
+2. the archive holds it, in a part that verifies against the SHA-256 and row count recorded at write
+   time, in a month whose listing is readable and non-empty;
+3. the API's current record equals the archived copy field for field, and its status is final;
+4. the run has had no error so far, and the per-run cap is not reached.
+
+A record that is old but not archived (or whose archived copy is older than the API's) is archived
+now and kept: it becomes deletable on a later run, once it can be read back from the store.
+
+Every batch of deletions is journaled in the archive before the DELETE calls (``intent``) and after
+(``done``), so that an interrupted run can be audited and resumed: an id that is already gone (404)
+counts as deleted. Any error stops the run; nothing is deleted after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import structlog
+
+from archiver.archive import resolve_services, write_parts
+from archiver.config import Direction, Settings
+from archiver.csvfile import encode_rows
+from archiver.errors import ConfigError, MalformedRecordError
+from archiver.layout import journal_key
+from archiver.manifest import record_parts
+from archiver.reader import StoredPart, iter_day_sources, list_parts, month_days
+from archiver.records import Record, parse_api_record
+from archiver.source import GONE, OvhSource
+from archiver.state import Lease
+from archiver.store import Store
+from archiver.verify import verify_month
+
+__all__ = ["Decision", "RetentionReport", "run_retention"]
+
+log = structlog.get_logger()
+
+JOURNAL_COLUMNS = ("run", "service", "direction", "id", "date", "part", "action", "at")
+_BATCH = 100
+
+
+@dataclass(slots=True)
+class Decision:
+    """What retention decided for one old record, and why."""
+
+    service: str
+    direction: Direction
+    id: int
+    date: str
+    action: str  # delete | keep | deleted | gone
+    reason: str
+    part: str = ""
+
+
+@dataclass(slots=True)
+class RetentionReport:
+    """The outcome of one retention run."""
+
+    run_id: str
+    applied: bool
+    decisions: list[Decision] = field(default_factory=list)
+    younger: dict[str, int] = field(default_factory=dict)  # "service/direction" -> records kept as too young
+    deleted: int = 0
+    capped: int = 0  # eligible records kept because the per-run cap was reached: the run failed
+
+    def count(self, action: str) -> int:
+        return sum(1 for decision in self.decisions if decision.action == action)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id,
+            "applied": self.applied,
+            "deleted": self.deleted,
+            "capped": self.capped,
+            "younger": self.younger,
+            "decisions": [asdict(decision) for decision in self.decisions],
+        }
+
+
+def _archived_copies(
+    store: Store, service: str, direction: Direction, wanted: set[int], cutoff_month: tuple[int, int]
+) -> Iterator[tuple[Record, StoredPart, list[str]]]:
+    """Find the archived copies of ``wanted`` ids, newest month first; with each part's problems.
+
+    Only months up to the cutoff's can hold records older than the cutoff. Stops reading once every
+    wanted id is found.
+    """
+    months = sorted(
+        {(stored_day.year, stored_day.month) for stored_day in _archived_days(store, service, direction)},
+        reverse=True,
+    )
+    remaining = set(wanted)
+    for year, month in months:
+        if (year, month) > cutoff_month or not remaining:
+            continue
+        check = verify_month(store, service, direction, year, month)
+        problems: dict[str, list[str]] = {}
+        for problem in check.problems:
+            problems.setdefault(problem.key, []).append(f"{problem.kind}: {problem.detail}")
+        for _day, parts in month_days(store, service, direction, year, month):
+            for record, stored in iter_day_sources(store, parts, direction):
+                if record.id in remaining:
+                    remaining.discard(record.id)
+                    yield record, stored, problems.get(stored.info.key, [])
+
+
+def _archived_days(store: Store, service: str, direction: Direction) -> list[dt.date]:
+    return [stored.part.day for stored in list_parts(store, service, direction)]
+
+
+class _Run:
+    def __init__(self, settings: Settings, source: OvhSource, store: Store, *, apply: bool, now: dt.datetime) -> None:
+        self.settings = settings
+        self.source = source
+        self.store = store
+        self.apply = apply
+        self.now = now
+        self.report = RetentionReport(run_id=now.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8], applied=apply)
+        self.remaining_cap = settings.retention.max_deletions_per_run
+        self.batches = 0
+
+    def decide(self, service: str, direction: Direction, lease: Lease) -> list[Decision]:
+        """Look at every record older than the policy and decide; archive what is not archived yet."""
+        assert self.settings.retention.delete_after_days is not None
+        cutoff = self.now - dt.timedelta(days=self.settings.retention.delete_after_days)
+        old_ids = set(self.source.list_ids(service, direction, since=None, until=cutoff))
+        every_id = self.source.list_ids(service, direction, since=None, until=self.now)
+        self.report.younger[f"{service}/{direction}"] = len(set(every_id) - old_ids)
+        if not old_ids:
+            return []
+        zone = self.settings.archive.zone
+        cutoff_local = cutoff.astimezone(zone)
+        archived: dict[int, tuple[Record, StoredPart, list[str]]] = {
+            record.id: (record, stored, problems)
+            for record, stored, problems in _archived_copies(
+                self.store, service, direction, old_ids, (cutoff_local.year, cutoff_local.month)
+            )
+        }
+        lease.renew_if_due()
+        decisions: list[Decision] = []
+        to_archive: list[Record] = []
+        for sms_id, raw in self.source.fetch(service, direction, sorted(old_ids)):
+            copy = archived.get(sms_id)
+            date = copy[0].get("date") if copy else ""
+            part = copy[1].info.key if copy else ""
+
+            def keep(reason: str, *, sms_id: int = sms_id, date: str = date, part: str = part) -> None:
+                decisions.append(Decision(service, direction, sms_id, date, "keep", reason, part))
+
+            if raw is GONE:
+                decisions.append(Decision(service, direction, sms_id, date, "gone", "already gone at OVH", part))
+                continue
+            try:
+                live = parse_api_record(direction, raw, api_zone=self.source.api_zone, ptt_text=self.source.ptt_text)
+            except MalformedRecordError as error:
+                keep(f"API record malformed: {error}")
+                continue
+            date = live.get("date")
+            if copy is None:
+                to_archive.append(live)
+                keep("not yet archived" + (": archived now, deletable on a later run" if self.apply else ""), date=date)
+            elif copy[2]:
+                keep(f"archived part fails verification ({'; '.join(copy[2])})", date=date)
+            elif not live.final:
+                keep("status not final", date=date)
+            elif live.fields != copy[0].fields:
+                to_archive.append(live)
+                keep(
+                    "archived copy differs from the API" + (": newer version archived now" if self.apply else ""),
+                    date=date,
+                )
+            else:
+                decisions.append(Decision(service, direction, sms_id, date, "delete", "archived and verified", part))
+        # Never in a dry run: it writes nothing. A record archived now is only deleted by a later run,
+        # after it has been read back from the store.
+        if to_archive and self.apply:
+            entries = write_parts(self.store, self.settings, service, direction, to_archive)
+            record_parts(self.store, service, direction, entries)
+        decisions.sort(key=lambda decision: (decision.date, decision.id))
+        self._apply_cap(decisions)
+        return decisions
+
+    def _apply_cap(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            if decision.action != "delete":
+                continue
+            if self.remaining_cap > 0:
+                self.remaining_cap -= 1
+            else:
+                decision.action, decision.reason = "keep", "cap reached (SMS_ARCHIVER_RETENTION__MAX_DELETIONS_PER_RUN)"
+                self.report.capped += 1
+
+    def delete(self, service: str, direction: Direction, decisions: list[Decision], lease: Lease) -> None:
+        """Delete the eligible records in journaled batches; stop at the first error."""
+        eligible = [decision for decision in decisions if decision.action == "delete"]
+        for start in range(0, len(eligible), _BATCH):
+            batch = eligible[start : start + _BATCH]
+            self.batches += 1
+            name = f"{self.batches:04d}"
+            self._journal(f"{name}-intent", batch, "intent")
+            done: list[Decision] = []
+            try:
+                for decision in batch:
+                    existed = self.source.delete_record(service, direction, decision.id)
+                    decision.action = "deleted" if existed else "gone"
+                    decision.reason = "deleted at OVH" if existed else "already gone at OVH (404)"
+                    done.append(decision)
+                    self.report.deleted += existed
+            finally:
+                if done:
+                    self._journal(f"{name}-done", done, None)
+            log.info("retention_batch_deleted", service=service, direction=direction, count=len(done))
+            lease.renew_if_due()
+
+    def _journal(self, name: str, decisions: list[Decision], action: str | None) -> None:
+        at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        rows = (
+            (self.report.run_id, d.service, d.direction, str(d.id), d.date, d.part, action or d.action, at)
+            for d in decisions
+        )
+        encoded = encode_rows(JOURNAL_COLUMNS, rows)
+        self.store.put(journal_key("deletions", self.now, self.report.run_id, name), encoded.data)
+
+
+def run_retention(
+    settings: Settings,
+    source: OvhSource,
+    store: Store,
+    *,
+    apply: bool,
+    services: list[str] | None = None,
+    now: dt.datetime | None = None,
+) -> RetentionReport:
+    """Decide (and with ``apply``, delete) per the retention policy; see the module docstring.
+
+    Past the per-run cap, eligible records are kept and counted in ``report.capped`` (the caller
+    reports the run as failed). Any error stops the run at once: nothing is deleted after it.
+    """
+    if settings.retention.delete_after_days is None:
+        raise ConfigError(
+            "invalid settings:\n  SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS: required for retention "
+            "(no policy, nothing deleted)"
+        )
+    run = _Run(settings, source, store, apply=apply, now=now or dt.datetime.now(dt.UTC))
+    for service in services or resolve_services(settings, source):
+        with Lease(
+            store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
+        ) as lease:
+            for direction in settings.retention.directions:
+                decisions = run.decide(service, direction, lease)
+                run.report.decisions.extend(decisions)
+                if apply:
+                    run.delete(service, direction, decisions, lease)
+    log.info(
+        "retention_done",
+        run_id=run.report.run_id,
+        applied=apply,
+        deleted=run.report.deleted,
+        kept=run.report.count("keep"),
+        eligible=run.report.count("delete"),
+    )
+    return run.report
