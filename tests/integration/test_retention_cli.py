@@ -220,7 +220,7 @@ def test_kill_during_apply_then_rerun(emulator, tmp_path: Path) -> None:
     assert run_cli("archive", env=env).code == 0
     truth_before = api_truth(emulator)
     emulator.faults.latency_seconds = 0.02  # slow deletions down, so the kill lands mid-apply
-    process = subprocess.Popen(  # noqa: S603
+    process = subprocess.Popen(
         [sys.executable, "-m", "archiver", "retention", "--apply", "--json"],
         env=env,
         stdout=subprocess.DEVNULL,
