@@ -120,12 +120,8 @@ def write_parts(
         ids = [record.id for record in day_records]
         name = part_name(min(ids), max(ids), encoded.sha256, compacted=compacted)
         key = part_key(service, direction, day, name, compressed=settings.archive.gzip)
-        metadata = {
-            "sha256": encoded.sha256,
-            "rows": str(encoded.rows),
-            "delimiter": settings.archive.delimiter,
-        }
-        store.put(key, encoded.data, metadata=metadata)
+        # The delimiter is not metadata: readers take it from the header (S3 trims a tab from headers).
+        store.put(key, encoded.data, metadata={"sha256": encoded.sha256, "rows": str(encoded.rows)}, lock=True)
         entries.append(
             PartEntry(
                 key=key,

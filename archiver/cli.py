@@ -492,6 +492,9 @@ def _print_retention(report: RetentionReport, *, limit: int) -> None:
         console.print(f"{count:7d}  {action:8s} {reason}")
     for name, count in sorted(report.younger.items()):
         console.print(f"{count:7d}  keep     younger than the policy ({name})")
+    for purge in report.purges:
+        verb = "purged" if purge.action == "purged" else "would purge"
+        console.print(f"archive: {verb} {purge.service}/{purge.direction} {purge.month} ({purge.objects} objects)")
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:

@@ -76,7 +76,7 @@ def compact_day(
         raise IntegrityError(f"{service} {direction} {day}: parts hold no rows; not compacting")
     name = part_name(min(ids), max(ids), encoded.sha256, compacted=True)
     key = part_key(service, direction, day, name, compressed=settings.archive.gzip)
-    store.put(key, encoded.data, metadata={"sha256": encoded.sha256, "rows": str(encoded.rows)})
+    store.put(key, encoded.data, metadata={"sha256": encoded.sha256, "rows": str(encoded.rows)}, lock=True)
     entry = PartEntry(
         key=key,
         sha256=encoded.sha256,

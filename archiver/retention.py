@@ -29,16 +29,16 @@ from archiver.archive import resolve_services, write_parts
 from archiver.config import Direction, Settings
 from archiver.csvfile import encode_rows
 from archiver.errors import ConfigError, MalformedRecordError
-from archiver.layout import journal_key
+from archiver.layout import journal_key, month_prefix
 from archiver.manifest import record_parts
 from archiver.reader import StoredPart, iter_day_sources, list_parts, month_days
 from archiver.records import Record, parse_api_record
 from archiver.source import GONE, OvhSource
 from archiver.state import Lease
 from archiver.store import Store
-from archiver.verify import verify_month
+from archiver.verify import iter_months, verify_month
 
-__all__ = ["Decision", "RetentionReport", "run_retention"]
+__all__ = ["Decision", "MonthPurge", "RetentionReport", "run_retention"]
 
 log = structlog.get_logger()
 
@@ -60,6 +60,17 @@ class Decision:
 
 
 @dataclass(slots=True)
+class MonthPurge:
+    """An archive month removed (or to be removed) by ``archive_keep_months``."""
+
+    service: str
+    direction: Direction
+    month: str
+    objects: int
+    action: str  # purge | purged
+
+
+@dataclass(slots=True)
 class RetentionReport:
     """The outcome of one retention run."""
 
@@ -69,6 +80,7 @@ class RetentionReport:
     younger: dict[str, int] = field(default_factory=dict)  # "service/direction" -> records kept as too young
     deleted: int = 0
     capped: int = 0  # eligible records kept because the per-run cap was reached: the run failed
+    purges: list[MonthPurge] = field(default_factory=list)
 
     def count(self, action: str) -> int:
         return sum(1 for decision in self.decisions if decision.action == action)
@@ -81,6 +93,7 @@ class RetentionReport:
             "capped": self.capped,
             "younger": self.younger,
             "decisions": [asdict(decision) for decision in self.decisions],
+            "archive_purges": [asdict(purge) for purge in self.purges],
         }
 
 
@@ -219,6 +232,32 @@ class _Run:
             log.info("retention_batch_deleted", service=service, direction=direction, count=len(done))
             lease.renew_if_due()
 
+    def purge_archive(self, service: str, direction: Direction) -> None:
+        """Remove archive months older than ``archive_keep_months`` (journaled before and after)."""
+        keep = self.settings.retention.archive_keep_months
+        if keep is None:
+            return
+        current = self.now.astimezone(self.settings.archive.zone)
+        index = current.year * 12 + current.month - 1 - keep
+        oldest_kept = (index // 12, index % 12 + 1)
+        for year, month in iter_months(self.store, service, direction):
+            if (year, month) >= oldest_kept:
+                continue
+            keys = [info.key for info in self.store.list(month_prefix(service, direction, year, month))]
+            purge = MonthPurge(service, direction, f"{year:04d}-{month:02d}", len(keys), "purge")
+            self.report.purges.append(purge)
+            if not self.apply:
+                continue
+            name = f"purge-{service}-{direction}-{purge.month}"
+            listing = encode_rows(("run", "key"), ((self.report.run_id, key) for key in keys))
+            self.store.put(journal_key("purges", self.now, self.report.run_id, f"{name}-intent"), listing.data)
+            # The manifest goes last: until then, verify still knows what the month held.
+            for key in sorted(keys, key=lambda key: key.endswith("_manifest.json")):
+                self.store.delete(key)
+            self.store.put(journal_key("purges", self.now, self.report.run_id, f"{name}-done"), listing.data)
+            purge.action = "purged"
+            log.info("archive_month_purged", service=service, direction=direction, month=purge.month, objects=len(keys))
+
     def _journal(self, name: str, decisions: list[Decision], action: str | None) -> None:
         at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         rows = (
@@ -258,6 +297,8 @@ def run_retention(
                 run.report.decisions.extend(decisions)
                 if apply:
                     run.delete(service, direction, decisions, lease)
+            for direction in settings.archive.directions:
+                run.purge_archive(service, direction)
     log.info(
         "retention_done",
         run_id=run.report.run_id,

@@ -83,8 +83,11 @@ class Store(Protocol):
         """Prove the store is reachable and writable; raise ``StorageError`` saying why not."""
         ...
 
-    def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None) -> ObjectInfo:
-        """Write ``data`` at ``key`` (replacing any object there); return once durable."""
+    def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None, lock: bool = False) -> ObjectInfo:
+        """Write ``data`` at ``key`` (replacing any object there); return once durable.
+
+        ``lock``: a data part; an S3 store configured for Object Lock writes it under retention.
+        """
         ...
 
     def put_if_absent(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None) -> ObjectInfo:
@@ -356,6 +359,8 @@ class S3Store:
         self._conditional_mode = settings.conditional_writes
         self.conditional_writes_supported = settings.conditional_writes != "off"
         self._emulation_warned = False
+        self._lock_mode = settings.object_lock_mode
+        self._lock_days = settings.object_lock_days
         self._client = self._build_client(settings, session or boto3.session.Session())
 
     def _build_client(self, settings: StorageSettings, session: boto3.session.Session) -> S3Client:
@@ -432,8 +437,8 @@ class S3Store:
         self._conditional_put("check (write probe)", probe, b"probe\n", {}, if_none_match=True)
         self._delete("check (delete probe)", probe)
 
-    def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None) -> ObjectInfo:
-        return self._put_object("put", _check_key(key), data, _normalize_metadata(metadata))
+    def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None, lock: bool = False) -> ObjectInfo:
+        return self._put_object("put", _check_key(key), data, _normalize_metadata(metadata), lock=lock)
 
     def put_if_absent(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None) -> ObjectInfo:
         return self._conditional_put(
@@ -454,6 +459,7 @@ class S3Store:
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        lock: bool = False,
     ) -> ObjectInfo:
         request: PutObjectRequestTypeDef = {
             "Bucket": self.bucket,
@@ -461,6 +467,12 @@ class S3Store:
             "Body": data,
             "Metadata": metadata,
         }
+        if lock and self._lock_mode:
+            # Write-once archives: the bucket must have Object Lock enabled. S3 demands a checksum on
+            # such puts, whatever the checksums setting.
+            request["ObjectLockMode"] = self._lock_mode
+            request["ObjectLockRetainUntilDate"] = dt.datetime.now(dt.UTC) + dt.timedelta(days=self._lock_days)
+            request["ChecksumAlgorithm"] = "SHA256"
         if if_none_match:
             request["IfNoneMatch"] = "*"
         if if_match is not None:
@@ -762,7 +774,8 @@ class LocalStore:
             temporary.unlink(missing_ok=True)
             raise
 
-    def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None) -> ObjectInfo:
+    def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None, lock: bool = False) -> ObjectInfo:
+        # ``lock`` has no meaning for a directory (settings refuse Object Lock without s3://).
         path = self._path(key)
         normalized = _normalize_metadata(metadata)
         try:

@@ -335,3 +335,14 @@ def test_demo_command(tmp_path: Path) -> None:
     assert result.code == 0, result.stderr
     assert "second cycle:     0 rows written" in result.stdout
     assert list((tmp_path / "demo").rglob("*.csv"))
+
+
+@pytest.mark.parametrize("delimiter", ["tab", ","])
+def test_other_delimiters_and_gzip_round_trip(emulator, s3_bucket: S3Target, delimiter: str) -> None:
+    env = cli_env(emulator, s3_bucket.env, SMS_ARCHIVER_ARCHIVE__DELIMITER=delimiter, SMS_ARCHIVER_ARCHIVE__GZIP="true")
+    result = run_cli("archive", env=env)
+    assert result.code == 0, result.stderr
+    store = store_from_env(s3_bucket.env)
+    assert all(key.endswith(".csv.gz") for key in part_keys(store))
+    assert archive_contents(store) == api_truth(emulator)
+    assert run_cli("verify", env=env).code == 0
