@@ -45,6 +45,8 @@ class _Settings:
     conditional_writes: str = "auto"
     timeout_seconds: float = 5.0
     max_attempts: int = 1
+    object_lock_mode: str = ""
+    object_lock_days: int = 0
 
 
 def storage_settings(url: str, **overrides: Any) -> StorageSettings:
