@@ -120,12 +120,12 @@ class CrashingStore:
         self.after = after
         self.seen = 0
 
-    def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None) -> ObjectInfo:
+    def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None, lock: bool = False) -> ObjectInfo:
         if self.fail_on in key:
             self.seen += 1
             if self.seen > self.after:
                 raise StorageError(f"injected failure writing {key}")
-        return self.inner.put(key, data, metadata=metadata)
+        return self.inner.put(key, data, metadata=metadata, lock=lock)
 
     def __getattr__(self, name: str):  # everything else goes to the real store
         return getattr(self.inner, name)

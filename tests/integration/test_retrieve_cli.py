@@ -211,9 +211,9 @@ class FailingStore:
             if self.seen > self.after:
                 raise StorageError(f"injected crash at {method} {key}")
 
-    def put(self, key, data, *, metadata=None):
+    def put(self, key, data, *, metadata=None, lock=False):
         self._maybe_fail("put", key)
-        return self.inner.put(key, data, metadata=metadata)
+        return self.inner.put(key, data, metadata=metadata, lock=lock)
 
     def delete(self, key):
         self._maybe_fail("delete", key)
