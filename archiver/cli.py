@@ -24,6 +24,7 @@ from archiver.compact import compact_archive
 from archiver.config import DIRECTIONS, Direction, Settings, load_settings
 from archiver.errors import ArchiverError, ConfigError, LeaseHeldError
 from archiver.logs import configure_logging, new_run_id
+from archiver.ping import Pinger
 from archiver.reader import archived_services, summarize_months
 from archiver.retention import RetentionReport, run_retention
 from archiver.retrieve import OutputFormat, month_range, parse_month, retrieve
@@ -158,8 +159,19 @@ def _parse_day(text: str) -> dt.date:
 def cmd_archive(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = open_store(settings.storage)
-    with _source(settings) as source:
-        reports = archive_cycle(settings, source, store, progress=_progress(args))
+    # The systemd timer and cron users run this one-shot: it pings the dead man's switch too.
+    pinger = Pinger(settings.ping)
+    pinger.start()
+    try:
+        with _source(settings) as source:
+            reports = archive_cycle(settings, source, store, progress=_progress(args))
+    except ArchiverError as error:
+        pinger.fail(str(error))
+        raise
+    else:
+        pinger.success(f"{sum(report.rows_written for report in reports)} rows written")
+    finally:
+        pinger.close()
     _print_reports(reports, "archive cycle")
     bad = sum(report.malformed for report in reports)
     if bad:
@@ -497,6 +509,19 @@ def _print_retention(report: RetentionReport, *, limit: int) -> None:
         console.print(f"archive: {verb} {purge.service}/{purge.direction} {purge.month} ({purge.objects} objects)")
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from archiver.daemon import run_daemon
+
+    return run_daemon(_settings(args), config_path=args.config)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from archiver.status import show_status
+
+    settings = _settings(args)
+    return show_status(settings, open_store(settings.storage), as_json=args.json)
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from archiver.emulator import serve_forever_cli
 
@@ -534,6 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     add("archive", cmd_archive, "Run one archive cycle over every configured service and direction.")
+    add("run", cmd_run, "Run the daemon: archive on a schedule, compact, verify, retention; sd_notify, metrics, pings.")
+    sub = add("status", cmd_status, "Last cycle, cursor and lease of each service and direction; daemons' next runs.")
+    sub.add_argument("--json", action="store_true", help="JSON output")
     sub = add("backfill", cmd_backfill, "Archive a bounded range of days without moving the cursor.")
     sub.add_argument("--from", dest="since", type=_parse_day, required=True, metavar="YYYY-MM-DD")
     sub.add_argument("--to", type=_parse_day, required=True, metavar="YYYY-MM-DD", help="inclusive")

@@ -1,0 +1,173 @@
+"""``sms-archiver status``: where each service and direction stands, and what the daemons plan next.
+
+Everything comes from the archive itself, so it works from any machine that can read it: the
+cursor and last completed cycle of each service and direction (``_state/{service}/{direction}.json``),
+the lease holder (``_state/{service}/lease.json``), and what each daemon published after its last
+job (``_state/_daemons/{host}.json``: next runs, last outcomes). A rich table on a terminal, JSON
+otherwise (or with ``--json``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+from archiver.config import Settings
+from archiver.reader import archived_services
+from archiver.state import load_state, read_lease
+from archiver.store import Store
+
+__all__ = ["DAEMONS_PREFIX", "read_daemons", "show_status", "status_document"]
+
+DAEMONS_PREFIX = "_state/_daemons/"
+
+
+def read_daemons(store: Store) -> list[dict[str, Any]]:
+    """Every status document the daemons published; an unreadable one is reported, not fatal."""
+    daemons: list[dict[str, Any]] = []
+    for info in store.list(DAEMONS_PREFIX):
+        if not info.key.endswith(".json"):
+            continue
+        try:
+            document = json.loads(store.get(info.key))
+            if not isinstance(document, dict):
+                raise ValueError("not a JSON object")
+        except KeyError:
+            continue  # removed since the listing
+        except ValueError as error:
+            document = {"host": info.key.removeprefix(DAEMONS_PREFIX).removesuffix(".json"), "error": str(error)}
+        daemons.append(document)
+    return daemons
+
+
+def _archive_failure_after(daemons: list[dict[str, Any]], finished_at: str | None) -> str | None:
+    """The last archive failure a daemon reported after ``finished_at``, as 'host: error'."""
+    latest: tuple[str, str] | None = None
+    for daemon in daemons:
+        job = (daemon.get("jobs") or {}).get("archive") or {}
+        when = job.get("last_finished")
+        if job.get("last_outcome") != "failed" or not isinstance(when, str):
+            continue
+        if (finished_at is None or when > finished_at) and (latest is None or when > latest[0]):
+            latest = (when, f"{daemon.get('host', '?')}: {job.get('last_error') or 'failed'}")
+    return latest[1] if latest else None
+
+
+def status_document(settings: Settings, store: Store) -> dict[str, Any]:
+    """The status as data: ``services`` (one entry per service and direction) and ``daemons``."""
+    daemons = read_daemons(store)
+    entries: list[dict[str, Any]] = []
+    services = list(settings.ovh.services) or archived_services(store)
+    for service in services:
+        lease = read_lease(store, service)
+        for direction in settings.archive.directions:
+            state = load_state(store, service, direction)
+            last = state.last_cycle
+            finished_at = last.get("finished_at") if last else None
+            failure = _archive_failure_after(daemons, finished_at)
+            if failure:
+                outcome = f"failed since ({failure})"
+            elif state.partial_until:
+                outcome = "interrupted (the next cycle resumes it)"
+            elif last:
+                outcome = "ok"
+            else:
+                outcome = "never archived"
+            entries.append(
+                {
+                    "service": service,
+                    "direction": direction,
+                    "cursor": state.cursor.isoformat() if state.cursor else None,
+                    "interrupted_cycle": state.partial_until.isoformat() if state.partial_until else None,
+                    "last_cycle": {
+                        "finished_at": finished_at,
+                        "rows_written": last.get("rows_written") if last else None,
+                        "outcome": outcome,
+                    },
+                    "lease": lease.describe() if lease else None,
+                }
+            )
+    return {"services": entries, "daemons": daemons}
+
+
+def show_status(settings: Settings, store: Store, *, as_json: bool) -> int:
+    """Print the status (a table on a terminal, JSON otherwise or with ``as_json``); return 0.
+
+    Raises ``StorageError`` when the archive cannot be read.
+    """
+    document = status_document(settings, store)
+    if as_json or not sys.stdout.isatty():
+        print(json.dumps(document, indent=2, sort_keys=True))
+        return 0
+    _print_tables(document)
+    return 0
+
+
+def _when(text: Any) -> str:
+    """An ISO instant as ``YYYY-MM-DD HH:MM`` UTC, short enough for a table."""
+    if not isinstance(text, str) or not text:
+        return "-"
+    try:
+        return f"{dt.datetime.fromisoformat(text).astimezone(dt.UTC):%Y-%m-%d %H:%M}"
+    except ValueError:
+        return text
+
+
+def _print_tables(document: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    archive = Table(title="archive (times in UTC)")
+    for column in ("service", "direction", "cursor", "last cycle", "rows", "outcome", "lease"):
+        archive.add_column(
+            column, justify="right" if column == "rows" else "left", no_wrap=column in ("cursor", "last cycle")
+        )
+    for entry in document["services"]:
+        last = entry["last_cycle"]
+        archive.add_row(
+            entry["service"],
+            entry["direction"],
+            _when(entry["cursor"]),
+            _when(last["finished_at"]),
+            "" if last["rows_written"] is None else str(last["rows_written"]),
+            last["outcome"],
+            entry["lease"] or "free",
+        )
+    if not document["services"]:
+        archive.caption = "no service archived yet"
+    console.print(archive)
+
+    daemons = Table(title="daemons (times in UTC)")
+    for column in ("host", "state", "updated", "job", "schedule", "next run", "last run", "outcome"):
+        daemons.add_column(column, no_wrap=column in ("updated", "next run", "last run"))
+    for daemon in document["daemons"]:
+        jobs = daemon.get("jobs") or {}
+        if not jobs:
+            daemons.add_row(daemon.get("host", "?"), daemon.get("state", daemon.get("error", "?")), *[""] * 6)
+        for index, (name, job) in enumerate(sorted(jobs.items())):
+            first = index == 0
+            daemons.add_row(
+                f"{daemon.get('host', '?')} (pid {daemon.get('pid', '?')})" if first else "",
+                daemon.get("state", "?") if first else "",
+                _when(daemon.get("updated_at")) if first else "",
+                name,
+                job.get("schedule") or "",
+                _when(job.get("next_run")),
+                _when(job.get("last_finished")),
+                _outcome(job),
+            )
+    if not document["daemons"]:
+        daemons.caption = "no daemon has published its status (sms-archiver run)"
+    console.print(daemons)
+
+
+def _outcome(job: dict[str, Any]) -> str:
+    outcome = job.get("last_outcome") or "-"
+    if outcome == "failed" and job.get("last_error"):
+        return f"failed: {job['last_error']}"
+    if outcome == "ok" and job.get("last_summary"):
+        return f"ok: {job['last_summary']}"
+    return str(outcome)
