@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import structlog
 
 from archiver.config import Direction, Settings
-from archiver.csvfile import encode_rows
+from archiver.csvfile import EncodedPart, encode_rows
 from archiver.errors import CycleInterrupted, MalformedRecordError
 from archiver.layout import part_key, part_name
 from archiver.manifest import PartEntry, record_parts
@@ -38,7 +38,7 @@ from archiver.source import GONE, OvhSource
 from archiver.state import CursorState, Known, Lease, load_state, save_state
 from archiver.store import Store
 
-__all__ = ["DirectionReport", "Progress", "archive_cycle", "backfill", "row_digest", "write_parts"]
+__all__ = ["DirectionReport", "Progress", "archive_cycle", "backfill", "put_part", "row_digest", "write_parts"]
 
 log = structlog.get_logger()
 
@@ -91,14 +91,36 @@ def row_digest(record: Record) -> str:
     return hashlib.sha256("\x1f".join(record.fields).encode()).hexdigest()[:16]
 
 
-def write_parts(
+def put_part(
     store: Store,
     settings: Settings,
     service: str,
     direction: Direction,
-    records: Iterable[Record],
+    day: dt.date,
+    encoded: EncodedPart,
+    ids: list[int],
     *,
     compacted: bool = False,
+) -> PartEntry:
+    """Write one encoded part under its content-derived key; return its manifest entry."""
+    name = part_name(min(ids), max(ids), encoded.sha256, compacted=compacted)
+    key = part_key(service, direction, day, name, compressed=settings.archive.gzip)
+    # The delimiter is not metadata: readers take it from the header (S3 trims a tab from headers).
+    store.put(key, encoded.data, metadata={"sha256": encoded.sha256, "rows": str(encoded.rows)}, lock=True)
+    log.debug("part_written", key=key, rows=encoded.rows, bytes=len(encoded.data))
+    return PartEntry(
+        key=key,
+        sha256=encoded.sha256,
+        rows=encoded.rows,
+        size=len(encoded.data),
+        first_id=min(ids),
+        last_id=max(ids),
+        written_at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+    )
+
+
+def write_parts(
+    store: Store, settings: Settings, service: str, direction: Direction, records: Iterable[Record]
 ) -> list[PartEntry]:
     """Write records as one part per day (in the archive's zone); return the manifest entries.
 
@@ -118,22 +140,7 @@ def write_parts(
             compress=settings.archive.gzip,
         )
         ids = [record.id for record in day_records]
-        name = part_name(min(ids), max(ids), encoded.sha256, compacted=compacted)
-        key = part_key(service, direction, day, name, compressed=settings.archive.gzip)
-        # The delimiter is not metadata: readers take it from the header (S3 trims a tab from headers).
-        store.put(key, encoded.data, metadata={"sha256": encoded.sha256, "rows": str(encoded.rows)}, lock=True)
-        entries.append(
-            PartEntry(
-                key=key,
-                sha256=encoded.sha256,
-                rows=encoded.rows,
-                size=len(encoded.data),
-                first_id=min(ids),
-                last_id=max(ids),
-                written_at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-            )
-        )
-        log.debug("part_written", key=key, rows=encoded.rows, bytes=len(encoded.data))
+        entries.append(put_part(store, settings, service, direction, day, encoded, ids))
     return entries
 
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from archiver.archive import put_part
 from archiver.config import Direction, Settings
 from archiver.csvfile import encode_rows
 from archiver.errors import IntegrityError
-from archiver.layout import part_key, part_name
 from archiver.manifest import PartEntry, load_manifest, save_manifest
 from archiver.reader import StoredPart, archived_services, iter_day_records, list_parts
 from archiver.records import COLUMNS, Record
@@ -74,18 +74,8 @@ def compact_day(
     )
     if not ids:
         raise IntegrityError(f"{service} {direction} {day}: parts hold no rows; not compacting")
-    name = part_name(min(ids), max(ids), encoded.sha256, compacted=True)
-    key = part_key(service, direction, day, name, compressed=settings.archive.gzip)
-    store.put(key, encoded.data, metadata={"sha256": encoded.sha256, "rows": str(encoded.rows)}, lock=True)
-    entry = PartEntry(
-        key=key,
-        sha256=encoded.sha256,
-        rows=encoded.rows,
-        size=len(encoded.data),
-        first_id=min(ids),
-        last_id=max(ids),
-        written_at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-    )
+    entry = put_part(store, settings, service, direction, day, encoded, ids, compacted=True)
+    key = entry.key
     _, _, problem = check_part(store, key, direction, entry)
     if problem is not None:
         raise IntegrityError(f"compacted part {key} did not verify after writing: {problem.detail}")

@@ -18,6 +18,7 @@ from typing import Any
 
 from archiver.config import DIRECTIONS, Direction, StorageSettings
 from archiver.emulator import EmulatorServer, generate_sample_data
+from archiver.errors import StorageError
 from archiver.layout import parse_part_key
 from archiver.reader import archived_months, iter_records
 from archiver.records import parse_api_record
@@ -137,3 +138,28 @@ def raw_row_count(store: Store) -> int:
 def iter_all_objects(store: Store) -> Iterator[tuple[str, bytes]]:
     for info in store.list(""):
         yield info.key, store.get(info.key)
+
+
+class FailingStore:
+    """A real store that fails at a chosen call, as a crash at that moment would."""
+
+    def __init__(self, inner: Store, *, method: str, match: str, after: int = 0) -> None:
+        """Fail the ``after + 1``-th and later ``method`` calls ("put" or "delete") on keys containing ``match``."""
+        self.inner, self.method, self.match, self.after, self.seen = inner, method, match, after, 0
+
+    def _maybe_fail(self, method: str, key: str) -> None:
+        if method == self.method and self.match in key:
+            self.seen += 1
+            if self.seen > self.after:
+                raise StorageError(f"injected crash at {method} {key}")
+
+    def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None, lock: bool = False) -> Any:
+        self._maybe_fail("put", key)
+        return self.inner.put(key, data, metadata=metadata, lock=lock)
+
+    def delete(self, key: str) -> None:
+        self._maybe_fail("delete", key)
+        return self.inner.delete(key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

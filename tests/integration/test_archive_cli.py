@@ -15,11 +15,11 @@ from archiver.config import load_settings
 from archiver.errors import StorageError
 from archiver.layout import lease_key
 from archiver.state import LeaseInfo, load_state
-from archiver.store import ObjectInfo, Store
 from tests.conftest import S3Target
 from tests.integration.helpers import (
     CREDENTIALS,
     SERVICE,
+    FailingStore,
     api_truth,
     archive_contents,
     cli_env,
@@ -31,14 +31,6 @@ from tests.integration.helpers import (
     run_cli,
     store_from_env,
 )
-
-
-@pytest.fixture(params=["s3", "local"])
-def storage_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    if request.param == "s3":
-        target: S3Target = request.getfixturevalue("s3_bucket")
-        return target.env
-    return local_storage_env(tmp_path / "archive")
 
 
 @pytest.fixture
@@ -111,26 +103,6 @@ def test_incremental_cycles_pick_up_new_records_and_late_statuses(emulator, tmp_
     assert sum(routes.values()) == 5  # + two listings, the service list, the clock sync
 
 
-class CrashingStore:
-    """A real store that fails on a chosen write, as a crash or an outage at that moment would."""
-
-    def __init__(self, inner: Store, *, fail_on: str, after: int = 0) -> None:
-        self.inner = inner
-        self.fail_on = fail_on
-        self.after = after
-        self.seen = 0
-
-    def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None, lock: bool = False) -> ObjectInfo:
-        if self.fail_on in key:
-            self.seen += 1
-            if self.seen > self.after:
-                raise StorageError(f"injected failure writing {key}")
-        return self.inner.put(key, data, metadata=metadata, lock=lock)
-
-    def __getattr__(self, name: str):  # everything else goes to the real store
-        return getattr(self.inner, name)
-
-
 @pytest.mark.parametrize(
     ("fail_on", "after"),
     [
@@ -151,7 +123,7 @@ def test_failed_cycle_then_retry_neither_loses_nor_doubles(
     store = store_from_env(s3_bucket.env)
     with OvhSource(settings.ovh) as source:
         with pytest.raises(StorageError):
-            archive_cycle(settings, source, CrashingStore(store, fail_on=fail_on, after=after))  # type: ignore[arg-type]
+            archive_cycle(settings, source, FailingStore(store, method="put", match=fail_on, after=after))  # type: ignore[arg-type]
         # the cursor did not move past data that was not durable
         assert load_state(store, SERVICE, "outgoing").cursor is None
         archive_cycle(settings, source, store)
@@ -174,7 +146,7 @@ def test_interrupted_cycle_resumes_without_refetching(
     with OvhSource(settings.ovh) as source:
         # the third checkpoint fails: two chunks of outgoing are durable and recorded
         with pytest.raises(StorageError):
-            archive_cycle(settings, source, CrashingStore(store, fail_on="_state/", after=2))  # type: ignore[arg-type]
+            archive_cycle(settings, source, FailingStore(store, method="put", match="_state/", after=2))  # type: ignore[arg-type]
         state = load_state(store, SERVICE, "outgoing")
         assert state.cursor is None and state.partial_until is not None
         done = set(state.partial_done)

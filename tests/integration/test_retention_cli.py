@@ -27,6 +27,7 @@ from tests.conftest import S3Target
 from tests.integration.helpers import (
     PARIS,
     SERVICE,
+    FailingStore,
     api_truth,
     archive_contents,
     cli_env,
@@ -35,7 +36,6 @@ from tests.integration.helpers import (
     run_cli,
     store_from_env,
 )
-from tests.integration.test_retrieve_cli import FailingStore
 
 POLICY_DAYS = 30
 
@@ -66,14 +66,6 @@ def old_record(emulator, sms_id: int, days: int, **fields) -> dict:
 def emulator() -> Iterator:
     with make_emulator(outgoing=160, incoming=30, days=90) as server:
         yield server
-
-
-@pytest.fixture(params=["s3", "local"])
-def storage_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    if request.param == "s3":
-        target: S3Target = request.getfixturevalue("s3_bucket")
-        return target.env
-    return local_storage_env(tmp_path / "archive")
 
 
 def journal_rows(store: Store) -> list[dict[str, str]]:

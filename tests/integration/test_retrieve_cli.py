@@ -22,6 +22,7 @@ from tests.conftest import S3Target
 from tests.integration.helpers import (
     PARIS,
     SERVICE,
+    FailingStore,
     api_truth,
     archive_contents,
     cli_env,
@@ -31,14 +32,6 @@ from tests.integration.helpers import (
     run_cli,
     store_from_env,
 )
-
-
-@pytest.fixture(params=["s3", "local"])
-def storage_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    if request.param == "s3":
-        target: S3Target = request.getfixturevalue("s3_bucket")
-        return target.env
-    return local_storage_env(tmp_path / "archive")
 
 
 @pytest.fixture
@@ -197,30 +190,6 @@ def test_verify_catches_each_kind_of_damage(emulator, storage_env: dict[str, str
     assert ("corrupt", truncated) in problems or ("unreadable", truncated) in problems
     assert ("missing", deleted) in problems
     assert ("extra", foreign_key) in problems
-
-
-class FailingStore:
-    """A real store that fails at a chosen call, as a crash at that moment would."""
-
-    def __init__(self, inner: Store, *, method: str, match: str, after: int = 0) -> None:
-        self.inner, self.method, self.match, self.after, self.seen = inner, method, match, after, 0
-
-    def _maybe_fail(self, method: str, key: str) -> None:
-        if method == self.method and self.match in key:
-            self.seen += 1
-            if self.seen > self.after:
-                raise StorageError(f"injected crash at {method} {key}")
-
-    def put(self, key, data, *, metadata=None, lock=False):
-        self._maybe_fail("put", key)
-        return self.inner.put(key, data, metadata=metadata, lock=lock)
-
-    def delete(self, key):
-        self._maybe_fail("delete", key)
-        return self.inner.delete(key)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 def multi_part_archive(emulator, storage: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[object, Store]:
