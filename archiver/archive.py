@@ -33,8 +33,8 @@ from archiver.csvfile import EncodedPart, encode_rows
 from archiver.errors import CycleInterrupted, MalformedRecordError
 from archiver.layout import part_key, part_name
 from archiver.manifest import PartEntry, record_parts
-from archiver.records import COLUMNS, Record, parse_api_record
-from archiver.source import GONE, OvhSource
+from archiver.records import COLUMNS, Record, parse_api_record, parse_export_row
+from archiver.source import GONE, ExportUnavailable, OvhSource
 from archiver.state import CursorState, Known, Lease, load_state, save_state
 from archiver.store import Store
 
@@ -77,6 +77,7 @@ class DirectionReport:
     parts_written: int = 0
     malformed: int = 0
     gone: int = 0
+    from_export: int = 0  # rows taken from OVH's CSV export (fetch = export)
     api_calls: int = 0
     seconds: float = 0.0
     finished_at: str = ""
@@ -176,10 +177,22 @@ class _DirectionRun:
         self.log = log.bind(service=service, direction=direction)
 
     def fetch_and_write(
-        self, ids: Sequence[int], state: CursorState, *, checkpoint: Callable[[CursorState], None] | None
+        self,
+        ids: Sequence[int],
+        state: CursorState,
+        *,
+        checkpoint: Callable[[CursorState], None] | None,
+        window: tuple[dt.datetime | None, dt.datetime] | None = None,
     ) -> None:
-        """Fetch ``ids`` chunk by chunk; write what is new or changed; update ``state`` as chunks land."""
+        """Fetch ``ids``; write what is new or changed; update ``state`` as each chunk lands.
+
+        With ``fetch = export`` and many ids, rows come from OVH's CSV export of ``window`` first;
+        the ids it does not cover are then fetched from the API.
+        """
         self.progress.start(f"{self.service} {self.direction}", len(ids))
+        if window is not None and self._export_worthwhile(len(ids)):
+            covered = self._write_from_export(set(ids), state, window, checkpoint)
+            ids = [sms_id for sms_id in ids if sms_id not in covered]
         chunks = list(_chunks(ids, self.settings.archive.chunk_size))
         for index, chunk in enumerate(chunks):
             fetched: dict[int, Record] = {}
@@ -189,42 +202,97 @@ class _DirectionRun:
                     state.known.pop(sms_id, None)
                     state.retry.discard(sms_id)
                     continue
-                try:
-                    record = parse_api_record(
-                        self.direction, raw, api_zone=self.source.api_zone, ptt_text=self.source.ptt_text
-                    )
-                    if record.id != sms_id:
-                        raise MalformedRecordError(f"asked for id {sms_id}, the API answered id {record.id}")
-                except MalformedRecordError as error:
-                    self.report.malformed += 1
-                    state.retry.add(sms_id)
-                    self.log.error("record_malformed", sms_id=sms_id, reason=str(error))
-                    continue
-                fetched[sms_id] = record
-            self.report.fetched += len(fetched)
-            changed = [
-                record
-                for record in fetched.values()
-                if record.id not in state.known or state.known[record.id].digest != row_digest(record)
-            ]
-            entries = write_parts(self.store, self.settings, self.service, self.direction, changed)
-            record_parts(self.store, self.service, self.direction, entries)
-            # Only now, with the parts and manifests durable, may the state learn about these records.
-            for record in fetched.values():
-                state.known[record.id] = Known(record.created.timestamp(), record.final, row_digest(record))
-                state.retry.discard(record.id)
-            state.partial_done.update(chunk)
-            self.report.rows_written += len(changed)
-            self.report.parts_written += len(entries)
-            more = index < len(chunks) - 1
-            if checkpoint is not None and more:
-                checkpoint(state)
-            self.lease.renew_if_due()
-            self.progress.advance(len(chunk))
-            if more and self.stop is not None and self.stop.is_set():
-                self.progress.finish()
-                raise CycleInterrupted(f"stopped after {index + 1} of {len(chunks)} chunks (progress saved)")
+                record = self._parse(sms_id, raw, state)
+                if record is not None:
+                    fetched[sms_id] = record
+            self._land(fetched, chunk, state)
+            self._after_chunk(index, len(chunks), len(chunk), state, checkpoint)
         self.progress.finish()
+
+    def _export_worthwhile(self, count: int) -> bool:
+        # A document costs a handful of calls: worth it only when batch would need more.
+        return self.settings.ovh.fetch == "export" and count > 5 * self.settings.ovh.batch_size
+
+    def _write_from_export(
+        self,
+        wanted: set[int],
+        state: CursorState,
+        window: tuple[dt.datetime | None, dt.datetime],
+        checkpoint: Callable[[CursorState], None] | None,
+    ) -> set[int]:
+        """Write the export's rows for ``wanted`` ids in chunks; return the ids written (or known)."""
+        covered: set[int] = set()
+        chunk: dict[int, Record] = {}
+        try:
+            for row in self.source.export_rows(self.service, self.direction, since=window[0], until=window[1]):
+                try:
+                    record = parse_export_row(self.direction, row, zone=self.source.api_zone)
+                except MalformedRecordError as error:
+                    self.log.warning("export_row_skipped", reason=str(error), fallback="API")
+                    continue
+                if record.id not in wanted or record.id in covered or record.id in chunk:
+                    continue
+                chunk[record.id] = record
+                if len(chunk) >= self.settings.archive.chunk_size:
+                    self._land(chunk, list(chunk), state)
+                    covered.update(chunk)
+                    self._after_chunk(0, 2, len(chunk), state, checkpoint)
+                    chunk = {}
+        except ExportUnavailable as error:
+            self.log.warning("export_unavailable", reason=str(error), fallback="batch")
+        if chunk:
+            self._land(chunk, list(chunk), state)
+            covered.update(chunk)
+            self.progress.advance(len(chunk))
+        self.report.from_export += len(covered)
+        return covered
+
+    def _parse(self, sms_id: int, raw: Any, state: CursorState) -> Record | None:
+        try:
+            record = parse_api_record(self.direction, raw, api_zone=self.source.api_zone, ptt_text=self.source.ptt_text)
+            if record.id != sms_id:
+                raise MalformedRecordError(f"asked for id {sms_id}, the API answered id {record.id}")
+        except MalformedRecordError as error:
+            self.report.malformed += 1
+            state.retry.add(sms_id)
+            self.log.error("record_malformed", sms_id=sms_id, reason=str(error))
+            return None
+        return record
+
+    def _land(self, fetched: dict[int, Record], chunk: Sequence[int], state: CursorState) -> None:
+        """Write the new or changed records of a chunk, then let the state learn about them."""
+        self.report.fetched += len(fetched)
+        changed = [
+            record
+            for record in fetched.values()
+            if record.id not in state.known or state.known[record.id].digest != row_digest(record)
+        ]
+        entries = write_parts(self.store, self.settings, self.service, self.direction, changed)
+        record_parts(self.store, self.service, self.direction, entries)
+        # Only now, with the parts and manifests durable, may the state learn about these records.
+        for record in fetched.values():
+            state.known[record.id] = Known(record.created.timestamp(), record.final, row_digest(record))
+            state.retry.discard(record.id)
+        state.partial_done.update(chunk)
+        self.report.rows_written += len(changed)
+        self.report.parts_written += len(entries)
+
+    def _after_chunk(
+        self,
+        index: int,
+        total: int,
+        size: int,
+        state: CursorState,
+        checkpoint: Callable[[CursorState], None] | None,
+    ) -> None:
+        more = index < total - 1
+        if checkpoint is not None and more:
+            checkpoint(state)
+        self.lease.renew_if_due()
+        self.progress.advance(size)
+        if more and self.stop is not None and self.stop.is_set():
+            self.progress.finish()
+            raise CycleInterrupted(f"stopped after {index + 1} of {total} chunks (progress saved)")
 
 
 def _window_start(settings: Settings, state: CursorState, until: dt.datetime) -> dt.datetime | None:
@@ -280,7 +348,7 @@ def archive_direction(
     def checkpoint(current: CursorState) -> None:
         save_state(store, service, direction, current)
 
-    run.fetch_and_write([*new, *recheck], state, checkpoint=checkpoint)
+    run.fetch_and_write([*new, *recheck], state, checkpoint=checkpoint, window=(since, until))
 
     # Keep what the next window (which starts at until - lookback) may list again; a day of margin
     # covers offsets and clock differences.
@@ -392,7 +460,7 @@ def backfill(
                 todo = sorted(set(listed) - scratch.known.keys())
                 run.report.since, run.report.until = since.isoformat(), until.isoformat()
                 run.report.listed = len(listed)
-                run.fetch_and_write(todo, scratch, checkpoint=None)
+                run.fetch_and_write(todo, scratch, checkpoint=None, window=(since, until))
                 run.report.api_calls = source.total_calls - calls_before
                 run.report.seconds = round(time.monotonic() - started, 3)
                 run.log.info("backfill_done", **_counts(run.report))

@@ -29,6 +29,7 @@ __all__ = [
     "describe_ptt",
     "format_instant",
     "parse_api_record",
+    "parse_export_row",
     "parse_instant",
     "record_from_row",
 ]
@@ -226,6 +227,68 @@ def parse_api_record(
     )
     final = ptt not in NON_FINAL_PTT or delivered is not None
     return Record(direction, sms_id, created, row, final=final)
+
+
+def parse_export_row(direction: Direction, row: Mapping[str, str], *, zone: zoneinfo.ZoneInfo) -> Record:
+    """Turn one row of OVH's CSV history export into a ``Record`` (columns found by header name).
+
+    The export has the Control Panel's columns, including ``operatorCode``, which the API lacks, and
+    none of the API-only fields, which stay empty. Its dates carry no zone (``2021-09-28 16:16:53``):
+    they are read in ``zone``, the API's (an assumption; the export's zone is not documented). Its
+    ``date`` is taken as the creation time. Raises ``MalformedRecordError`` on a missing or bad value.
+    """
+
+    def text(name: str) -> str:
+        value = row.get(name)
+        if value is None:
+            raise MalformedRecordError(f"export row {row.get('id')!r}: no {name} column")
+        return value
+
+    def instant(name: str, *, optional: bool = False) -> str:
+        value = text(name).strip() if not optional else (row.get(name) or "").strip()
+        if not value:
+            if optional:
+                return ""
+            raise MalformedRecordError(f"export row {row.get('id')!r}: empty {name}")
+        try:
+            return format_instant(parse_instant(value, zone))
+        except ValueError:
+            raise MalformedRecordError(f"export row {row.get('id')!r}: {name} {value[:30]!r} is not a date") from None
+
+    try:
+        sms_id = int(text("id"))
+        created_text = instant("date")
+        created = dt.datetime.fromisoformat(created_text)
+        if direction == "incoming":
+            fields: tuple[str, ...] = (
+                str(sms_id),
+                created_text,
+                text("sender"),
+                row.get("tag") or "",
+                text("message"),
+                repr(float(row.get("credits") or 0)),
+            )
+            return Record(direction, sms_id, created, fields, final=True)
+        ptt = int(text("ptt"))
+        delivered = instant("deliveredAt", optional=True)
+        api_only = ("",) * (len(OUTGOING_COLUMNS) - 11)
+        fields = (
+            str(sms_id),
+            created_text,
+            text("sender"),
+            text("receiver"),
+            str(ptt),
+            row.get("operatorCode") or "",
+            row.get("descriptionDlr") or describe_ptt(ptt),
+            row.get("tag") or "",
+            text("message"),
+            instant("sentAt", optional=True),
+            delivered,
+            *api_only,
+        )
+    except ValueError as error:
+        raise MalformedRecordError(f"export row {row.get('id')!r}: {error}") from None
+    return Record(direction, sms_id, created, fields, final=ptt not in NON_FINAL_PTT or bool(delivered))
 
 
 def record_from_row(direction: Direction, row: Sequence[str]) -> Record:

@@ -11,9 +11,13 @@ both (``X-Ovh-Batch``, ``Retry-After``). We map statuses to errors ourselves, as
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import datetime as dt
 import hashlib
+import io
 import random
+import tempfile
 import threading
 import time
 import zoneinfo
@@ -33,11 +37,14 @@ from archiver.config import Direction, OvhSettings
 from archiver.errors import AuthError, ConfigError, NotGrantedError, SourceError
 from archiver.records import PTT_DESCRIPTIONS, describe_ptt
 
-__all__ = ["GONE", "AdaptiveConcurrency", "OvhSource", "RateLimiter", "backoff_delay"]
+__all__ = ["GONE", "AdaptiveConcurrency", "ExportUnavailable", "OvhSource", "RateLimiter", "backoff_delay"]
 
 log = structlog.get_logger()
 
 GONE: Any = None  # what fetch yields for an id the API no longer has (404)
+_EXPORT_WINDOW = dt.timedelta(days=365)  # a CSV export document covers at most 12 months
+_EXPORT_POLLS = 120
+_EXPORT_POLL_SECONDS = 1.0  # as OVH's Control Panel polls
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _AUTH_CODES = frozenset({"INVALID_KEY", "INVALID_CREDENTIAL", "NOT_CREDENTIAL", "INVALID_SIGNATURE"})
 
@@ -389,6 +396,81 @@ class OvhSource:
             self._ptt_cache[ptt] = text if isinstance(text, str) and text else describe_ptt(ptt)
         return self._ptt_cache[ptt]
 
+    def export_rows(
+        self, service: str, direction: Direction, *, since: dt.datetime | None, until: dt.datetime
+    ) -> Iterator[dict[str, str]]:
+        """Yield the rows of OVH's CSV history export for ``[since, until]``, window by window.
+
+        A document covers at most 12 months (fact sheet §2): the range is cut into windows of 365
+        days, newest first (``since=None``: the last 365 days only, as far as the export reaches).
+        Each document is generated at OVH, polled until ready, downloaded to a temporary file
+        (memory stays flat), parsed by header name, and deleted at OVH. Raises
+        ``ExportUnavailable`` if OVH refuses or never finishes a document.
+        """
+        start = since if since is not None else until - _EXPORT_WINDOW
+        end = until
+        while end > start:
+            window_start = max(start, end - _EXPORT_WINDOW)
+            yield from self._export_window(service, direction, window_start, end)
+            end = window_start
+
+    def _export_window(
+        self, service: str, direction: Direction, since: dt.datetime, until: dt.datetime
+    ) -> Iterator[dict[str, str]]:
+        params = {
+            "wayType": direction,
+            "creationDatetime.from": since.isoformat(timespec="seconds"),
+            "creationDatetime.to": until.isoformat(timespec="seconds"),
+        }
+        try:
+            document_id = self.request("GET", f"/sms/{service}/document", params)
+        except (_NotFound, SourceError) as error:
+            if isinstance(error, AuthError | NotGrantedError):
+                raise
+            raise ExportUnavailable(f"the CSV export was refused: {error}") from None
+        if not isinstance(document_id, str) or not document_id:
+            raise ExportUnavailable("GET /sms/{service}/document did not answer a document id")
+        try:
+            url = self._await_document(document_id)
+            with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
+                self.limiter.acquire()
+                try:
+                    with self._client._session.get(url, stream=True, timeout=self.settings.timeout_seconds) as answer:
+                        self._count("ok" if answer.ok else f"http_{answer.status_code}")
+                        if not answer.ok:
+                            raise ExportUnavailable(f"downloading the export answered HTTP {answer.status_code}")
+                        for block in answer.iter_content(1 << 16):
+                            spool.write(block)
+                except requests.RequestException as error:
+                    self._count("network_error")
+                    raise ExportUnavailable(f"downloading the export failed ({type(error).__name__})") from None
+                spool.seek(0)
+                text = io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")
+                try:
+                    yield from csv.DictReader(text, delimiter=";", quotechar='"', strict=True)
+                except (csv.Error, UnicodeDecodeError) as error:
+                    raise ExportUnavailable(f"the export is not readable CSV ({error})") from None
+                finally:
+                    text.detach()
+        finally:
+            with contextlib.suppress(SourceError, _NotFound):
+                self.request("DELETE", f"/me/document/{document_id}")
+
+    def _await_document(self, document_id: str) -> str:
+        """Poll a /me/document until OVH has generated it (bounded); return its download URL."""
+        for _attempt in range(_EXPORT_POLLS):
+            try:
+                document = self.request("GET", f"/me/document/{document_id}")
+            except _NotFound:
+                raise ExportUnavailable(f"document {document_id} vanished while generated") from None
+            if isinstance(document, dict) and isinstance(document.get("size"), int) and document["size"] > 0:
+                url = document.get("getUrl")
+                if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                    raise ExportUnavailable("the export document has no download URL")
+                return url
+            self.sleep(_EXPORT_POLL_SECONDS)
+        raise ExportUnavailable(f"the export was not ready after {_EXPORT_POLLS} polls")
+
     @property
     def strategy(self) -> str:
         return self._strategy or "auto"
@@ -399,6 +481,8 @@ class OvhSource:
         ``batch`` asks many ids per call; if OVH refuses it or answers in an unexpected shape,
         the rest of the run uses ``per-id`` (logged once).
         """
+        # ``export`` is used by the archive for large fetches (``export_rows``); what it does not cover,
+        # and small fetches, come through batch calls.
         if self._strategy in (None, "batch", "export"):
             size = self.settings.batch_size
             chunks = [list(ids[start : start + size]) for start in range(0, len(ids), size)]
@@ -467,3 +551,7 @@ class OvhSource:
 
 class _BatchUnsupported(Exception):
     """The server does not do X-Ovh-Batch the way OVH's Control Panel uses it."""
+
+
+class ExportUnavailable(SourceError):
+    """The CSV history export could not be had (refused, never ready, unreadable)."""

@@ -318,3 +318,34 @@ def test_other_delimiters_and_gzip_round_trip(emulator, s3_bucket: S3Target, del
     assert all(key.endswith(".csv.gz") for key in part_keys(store))
     assert archive_contents(store) == api_truth(emulator)
     assert run_cli("verify", env=env).code == 0
+
+
+def test_export_strategy_few_calls_and_fallback(tmp_path: Path) -> None:
+    with make_emulator(outgoing=600, incoming=20, days=200) as emulator:
+        storage = local_storage_env(tmp_path / "export")
+        env = cli_env(emulator, storage, SMS_ARCHIVER_OVH__FETCH="export", SMS_ARCHIVER_ARCHIVE__CHUNK_SIZE="200")
+        emulator.stats.reset()
+        result = run_cli("archive", env=env)
+        assert result.code == 0, result.stderr
+        [outgoing] = [event for event in result.events("cursor_advanced") if event["direction"] == "outgoing"]
+        assert outgoing["rows_written"] == 600
+        routes = emulator.stats.snapshot()["by_route"]
+        assert routes.get("GET /sms/{sn}/outgoing/{ids}", 0) == 0  # every outgoing record came from the export
+        assert routes["GET /sms/{sn}/document"] == 1  # 200 days: one 12-month document
+        assert emulator.stats.total <= 12
+        archived = archive_contents(store_from_env(storage))["outgoing"]
+        truth = api_truth(emulator)["outgoing"]
+        assert archived.keys() == truth.keys()
+        control_panel = [0, 1, 2, 3, 4, 7, 8, 9, 10]  # id, date, sender, receiver, ptt, tag, message, sentAt, deliveredAt
+        for sms_id, row in archived.items():
+            assert [row[i] for i in control_panel] == [truth[sms_id][i] for i in control_panel]
+            assert row[5]  # operatorCode: only the export has it
+
+    with make_emulator(outgoing=400, incoming=20) as emulator:
+        emulator.faults.export_supported = False
+        storage = local_storage_env(tmp_path / "fallback")
+        env = cli_env(emulator, storage, SMS_ARCHIVER_OVH__FETCH="export")
+        result = run_cli("archive", env=env)
+        assert result.code == 0, result.stderr
+        assert result.events("export_unavailable")
+        assert archive_contents(store_from_env(storage)) == api_truth(emulator)
