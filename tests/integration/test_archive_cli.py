@@ -336,7 +336,17 @@ def test_export_strategy_few_calls_and_fallback(tmp_path: Path) -> None:
         archived = archive_contents(store_from_env(storage))["outgoing"]
         truth = api_truth(emulator)["outgoing"]
         assert archived.keys() == truth.keys()
-        control_panel = [0, 1, 2, 3, 4, 7, 8, 9, 10]  # id, date, sender, receiver, ptt, tag, message, sentAt, deliveredAt
+        control_panel = [
+            0,
+            1,
+            2,
+            3,
+            4,
+            7,
+            8,
+            9,
+            10,
+        ]  # id, date, sender, receiver, ptt, tag, message, sentAt, deliveredAt
         for sms_id, row in archived.items():
             assert [row[i] for i in control_panel] == [truth[sms_id][i] for i in control_panel]
             assert row[5]  # operatorCode: only the export has it
