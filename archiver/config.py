@@ -17,6 +17,7 @@ import datetime as dt
 import os
 import re
 import tomllib
+import urllib.parse
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +37,7 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from archiver.errors import ConfigError
@@ -91,12 +93,12 @@ class OvhSettings(_Section):
     client_id: str | None = None
     client_secret: SecretStr | None = None
     # OVH publishes no limit; staff have called ~60 requests/min per consumer key fair use.
-    max_requests_per_second: float = Field(default=1.0, gt=0, le=1000)
+    max_requests_per_second: float = Field(default=1.0, gt=0, le=100_000, allow_inf_nan=False)
     concurrency: int = Field(default=4, ge=1, le=64)
     services: Annotated[list[str], NoDecode] = Field(default_factory=list)
     fetch: Literal["auto", "per-id", "batch", "export"] = "auto"
     batch_size: int = Field(default=50, ge=1, le=500)
-    timeout_seconds: float = Field(default=60.0, gt=0)
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600, allow_inf_nan=False)
     max_retries: int = Field(default=6, ge=0, le=20)
     # Used only when an API datetime carries no offset (the API's zone is not documented).
     api_timezone: str = "Europe/Paris"
@@ -106,6 +108,13 @@ class OvhSettings(_Section):
     def _services_list(cls, value: Any) -> Any:
         return _split_list(value)
 
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, value: list[str]) -> list[str]:
+        from archiver.layout import check_service_name
+
+        return [check_service_name(name) for name in value]
+
     @field_validator("endpoint")
     @classmethod
     def _endpoint_known(cls, value: str) -> str:
@@ -113,6 +122,8 @@ class OvhSettings(_Section):
 
         value = value.strip()
         if value.startswith(("http://", "https://")):
+            if not _has_host(value):
+                raise ValueError("a URL endpoint needs a host name, e.g. https://eu.api.ovh.com/1.0")
             if not re.search(r"/1\.0/?$", value):
                 raise ValueError("a URL endpoint must end with /1.0 (e.g. https://eu.api.ovh.com/1.0)")
             return value.rstrip("/")
@@ -150,6 +161,13 @@ class OvhSettings(_Section):
         return bool(self.application_key or self.client_id)
 
 
+def _has_host(url: str) -> bool:
+    try:
+        return bool(urllib.parse.urlsplit(url).hostname)
+    except ValueError:
+        return False
+
+
 def _check_zone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
@@ -163,10 +181,10 @@ class ArchiveSettings(_Section):
 
     directions: Annotated[list[Direction], NoDecode] = Field(default_factory=lambda: list(DIRECTIONS))
     start: dt.date | None = None
-    settle_seconds: int = Field(default=900, ge=0)
+    settle_seconds: int = Field(default=900, ge=0, le=30 * 86400)
     timezone: str = "UTC"
     # An SMS's delivery status may change for ~72 h after sending: re-check non-final ones this long.
-    lookback_hours: float = Field(default=72.0, ge=0)
+    lookback_hours: float = Field(default=72.0, ge=0, le=24 * 366, allow_inf_nan=False)
     gzip: bool = False
     delimiter: str = ";"
     # Records fetched and written per step; bounds memory and the work a crash can cost.
@@ -196,8 +214,9 @@ class ArchiveSettings(_Section):
     @classmethod
     def _one_char(cls, value: str) -> str:
         value = {"\\t": "\t", "tab": "\t"}.get(value, value)
-        if len(value) != 1 or value in '"\r\n':
-            raise ValueError("must be one character other than a quote or a line break (e.g. ; , or tab)")
+        # A letter or digit could occur in the header itself ("id"), where readers find the delimiter.
+        if len(value) != 1 or value in '"\r\n' or value.isalnum():
+            raise ValueError("must be one character other than a letter, digit, quote or line break (e.g. ; , or tab)")
         return value
 
     @property
@@ -217,11 +236,11 @@ class StorageSettings(_Section):
     # boto3 >= 1.36 sends CRC checksums many S3-compatible stores reject; only send them when required.
     checksums: Literal["when_required", "when_supported"] = "when_required"
     conditional_writes: Literal["auto", "on", "off"] = "auto"
-    timeout_seconds: float = Field(default=60.0, gt=0)
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600, allow_inf_nan=False)
     max_attempts: int = Field(default=5, ge=1, le=20)
     # Write data parts under S3 Object Lock (the bucket must have it enabled): write-once archives.
     object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = ""
-    object_lock_days: int = Field(default=0, ge=0)
+    object_lock_days: int = Field(default=0, ge=0, le=36500)
 
     @field_validator("url")
     @classmethod
@@ -230,14 +249,34 @@ class StorageSettings(_Section):
         if not value:
             raise ValueError("required: where to keep the archive, e.g. s3://bucket/prefix or file:///var/lib/sms")
         if value.startswith("s3://"):
-            if not value[5:].split("/", 1)[0]:
+            bucket = value[5:].split("/", 1)[0]
+            if not bucket:
                 raise ValueError("an s3:// URL needs a bucket name: s3://bucket[/prefix]")
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}", bucket):
+                raise ValueError(f"{bucket!r} is not a bucket name (letters, digits, '.', '-', '_')")
         elif value.startswith("file://"):
             if not value[7:].startswith("/"):
                 raise ValueError("a file:// URL needs an absolute path: file:///var/lib/sms-archiver")
         else:
             raise ValueError("expected s3://bucket[/prefix] or file:///absolute/path")
         return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("http://", "https://")) or not _has_host(value):
+            raise ValueError("expected an http(s)://host[:port] URL, e.g. https://s3.gra.io.cloud.ovh.net")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value.strip()):
+            raise ValueError("expected a region name like eu-west-3 or gra")
+        return value.strip() if value else None
 
     @model_validator(mode="after")
     def _key_pair(self) -> StorageSettings:
@@ -253,8 +292,8 @@ class StorageSettings(_Section):
 class LeaseSettings(_Section):
     """The single-writer lease kept in the archive."""
 
-    ttl_seconds: int = Field(default=900, ge=30)
-    wait_seconds: int = Field(default=0, ge=0)
+    ttl_seconds: int = Field(default=900, ge=30, le=7 * 86400)
+    wait_seconds: int = Field(default=0, ge=0, le=86400)
 
 
 def _check_schedule(value: str) -> str:
@@ -268,12 +307,12 @@ class RetentionSettings(_Section):
     """Deleting SMS at OVH once they are safely archived (off unless enabled, with a policy)."""
 
     enabled: bool = False
-    delete_after_days: int | None = Field(default=None, ge=1)
+    delete_after_days: int | None = Field(default=None, ge=1, le=36500)
     directions: Annotated[list[Direction], NoDecode] = Field(default_factory=lambda: list(DIRECTIONS))
     # Like rclone's --max-delete: past this many deletions the run stops with an error.
-    max_deletions_per_run: int = Field(default=5000, ge=1)
+    max_deletions_per_run: int = Field(default=5000, ge=1, le=10_000_000)
     # Archive-side purge for data-protection rules: archive months older than this are removed.
-    archive_keep_months: int | None = Field(default=None, ge=1)
+    archive_keep_months: int | None = Field(default=None, ge=1, le=1200)
 
     @field_validator("directions", mode="before")
     @classmethod
@@ -304,7 +343,7 @@ class ScheduleSettings(_Section):
     verify: str = ""  # empty: never (e.g. "1w" or "0 4 * * 0" for weekly)
     # Jobs that could not start on time (machine asleep, previous run still going) still run when
     # they can, if no later than this; APScheduler's own default of 1 s would silently skip them.
-    misfire_grace_seconds: int = Field(default=3600, ge=1)
+    misfire_grace_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
 
     @field_validator("archive", "retention", "compact")
     @classmethod
@@ -322,7 +361,7 @@ class MetricsSettings(_Section):
 
     listen: str = ""  # e.g. "127.0.0.1:9108"; empty: no HTTP endpoint
     # /healthz answers 503 when the last successful archive cycle is older than this.
-    max_age_seconds: int = Field(default=3600, ge=60)
+    max_age_seconds: int = Field(default=3600, ge=60, le=366 * 86400)
 
     @field_validator("listen")
     @classmethod
@@ -339,14 +378,26 @@ class PingSettings(_Section):
     """Dead man's switch pings (healthchecks.io style): URL, URL/start, URL/fail."""
 
     url: SecretStr | None = None  # ping URLs embed a token: treated as a secret
-    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _ping_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            url = value.get_secret_value().strip()
+            if not url:
+                return None
+            if not url.startswith(("http://", "https://")) or not _has_host(url):
+                raise ValueError("expected an http(s):// URL (value not shown: it holds a token)")
+        return value
+
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300, allow_inf_nan=False)
 
 
 class DaemonSettings(_Section):
     """The long-running daemon."""
 
     # After SIGTERM, how long the running cycle may take to reach a safe point.
-    shutdown_seconds: int = Field(default=60, ge=1)
+    shutdown_seconds: int = Field(default=60, ge=1, le=3600)
 
 
 class LogSettings(_Section):
@@ -405,7 +456,11 @@ class _SecretFilesSource(PydanticBaseSettingsSource):
                 if dotted is None or not path.is_file():
                     continue
                 section, name = dotted
-                value = path.read_text(encoding="utf-8").strip()
+                try:
+                    value = path.read_text(encoding="utf-8").strip()
+                except UnicodeDecodeError:
+                    setting = f"{ENV_PREFIX}{section.upper()}__{name.upper()}"
+                    raise ConfigError(f"invalid settings:\n  {setting}: secret file {path} is not UTF-8 text") from None
                 values.setdefault(section, {}).setdefault(name, value)
         return values
 
@@ -430,6 +485,25 @@ def _secret_file_setting(file_name: str) -> tuple[str, str] | None:
     return section, field
 
 
+_OWN_VARIABLES = {"CONFIG", "SECRETS_DIR"}
+
+
+def _unknown_variables() -> list[str]:
+    """``SMS_ARCHIVER_*`` variables that name no setting: a typo must not pass unnoticed."""
+    unknown = []
+    for name in sorted(os.environ):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, sep, field = rest.partition("__")
+        if rest.upper() in _OWN_VARIABLES:
+            continue
+        model = Settings.model_fields.get(section)
+        if model is None or (sep and field not in getattr(model.annotation, "model_fields", {})):
+            unknown.append(name)
+    return unknown
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
@@ -438,6 +512,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file {path} does not exist (from --config or SMS_ARCHIVER_CONFIG)") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"configuration file {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration file {path} is not UTF-8 text") from None
+    except IsADirectoryError:
+        raise ConfigError(f"configuration file {path} cannot be read: it is a directory") from None
     except OSError as error:
         raise ConfigError(f"configuration file {path} cannot be read: {error.strerror}") from None
 
@@ -468,8 +546,12 @@ def _describe(error: Mapping[str, Any]) -> str:
         message = "required"
     shown = ""
     value = error.get("input")
-    if isinstance(value, str | int | float) and not _SECRET_FIELDS.intersection(map(str, location)):
-        shown = f" (got {value!r})" if error.get("type") not in ("missing", "extra_forbidden") else ""
+    # Only a single field's value may be echoed (a whole section's input may hold secrets), and never a
+    # secret field's.
+    names = [str(part) for part in location if not isinstance(part, int)]
+    echo = len(names) >= 2 and not _SECRET_FIELDS.intersection(names)
+    if echo and isinstance(value, str | int | float) and error.get("type") not in ("missing", "extra_forbidden"):
+        shown = f" (got {str(value)[:80]!r})"
     return f"{_setting_name(location)}: {message}{shown}"
 
 
@@ -477,11 +559,23 @@ def load_settings(config_file: str | Path | None = None, *, require_storage: boo
     """Read every source and validate; raise ``ConfigError`` naming each wrong setting."""
     path = config_file or os.environ.get("SMS_ARCHIVER_CONFIG")
     file_values = _read_toml(Path(path)) if path else {}
+    unknown = _unknown_variables()
+    if unknown:
+        lines = [f"{name}: unknown setting (check its spelling; levels are separated by __)" for name in unknown]
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines))
     try:
         settings = Settings(**file_values)
     except ValidationError as error:
         lines = [_describe(item) for item in error.errors()]
         raise ConfigError("invalid settings:\n  " + "\n  ".join(dict.fromkeys(lines))) from None
+    except SettingsError as error:
+        # e.g. SMS_ARCHIVER_OVH='{not json': the message names the variable; its value is not shown.
+        field = str(error).split('"')[1] if str(error).count('"') >= 2 else "a section"
+        raise ConfigError(
+            f"invalid settings:\n  {ENV_PREFIX}{field.upper()}: not valid JSON (set its fields one by one instead)"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError("a secret file is not UTF-8 text (check the files of the secrets directory)") from None
     except OSError as error:
         raise ConfigError(f"cannot read a secret file: {error}") from None
     if require_storage and not settings.storage.url:

@@ -24,6 +24,8 @@ def parse_schedule(text: str, *, timezone: str = "UTC") -> Any:
         seconds = int(match[1]) * _UNIT_SECONDS[match[2]]
         if seconds < 10:
             raise ValueError(f"interval {text!r} is too short (10 seconds at least)")
+        if seconds > 366 * 86400:
+            raise ValueError(f"interval {text!r} is too long (a year at most; use a cron line for rare jobs)")
         return IntervalTrigger(seconds=seconds, timezone=timezone)
     if len(text.split()) == 5:
         try:

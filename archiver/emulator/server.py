@@ -320,7 +320,10 @@ class _Reply:
 
 
 def _json_reply(status: int, payload: object, headers: tuple[tuple[str, str], ...] = ()) -> _Reply:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (a test's malformed record): JSON escapes carry it
+        body = json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
     return _Reply(status, body, headers=headers)
 
 

@@ -1,6 +1,6 @@
 """The fault-injection suite's tally, printed at the end of the run.
 
-Short by default (part of every test run); ``SMS_ARCHIVER_CHAOS_TRIALS=50 pytest tests/chaos`` runs
+Short by default (part of every test run); ``CHAOS_TRIALS=50 pytest tests/chaos`` runs
 the long form locally.
 """
 
@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 TALLY: Counter[str] = Counter()
-TRIALS = int(os.environ.get("SMS_ARCHIVER_CHAOS_TRIALS", "4"))
+TRIALS = int(os.environ.get("CHAOS_TRIALS", "4"))
 
 
 @pytest.fixture
