@@ -32,7 +32,7 @@ from archiver.config import Direction, Settings
 from archiver.csvfile import EncodedPart, encode_rows
 from archiver.errors import CycleInterrupted, MalformedRecordError
 from archiver.layout import part_key, part_name
-from archiver.manifest import PartEntry, record_parts
+from archiver.manifest import PartEntry, record_parts, row_key
 from archiver.records import COLUMNS, Record, parse_api_record, parse_export_row
 from archiver.source import GONE, ExportUnavailable, OvhSource
 from archiver.state import CursorState, Known, Lease, load_state, save_state
@@ -100,10 +100,14 @@ def put_part(
     day: dt.date,
     encoded: EncodedPart,
     ids: list[int],
+    span: tuple[Record, Record],
     *,
     compacted: bool = False,
 ) -> PartEntry:
-    """Write one encoded part under its content-derived key; return its manifest entry."""
+    """Write one encoded part under its content-derived key; return its manifest entry.
+
+    ``span``: the part's first and last records in row order.
+    """
     name = part_name(min(ids), max(ids), encoded.sha256, compacted=compacted)
     key = part_key(service, direction, day, name, compressed=settings.archive.gzip)
     # The delimiter is not metadata: readers take it from the header (S3 trims a tab from headers).
@@ -117,6 +121,8 @@ def put_part(
         first_id=min(ids),
         last_id=max(ids),
         written_at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+        first_row=row_key(span[0].created, span[0].id),
+        last_row=row_key(span[1].created, span[1].id),
     )
 
 
@@ -141,7 +147,8 @@ def write_parts(
             compress=settings.archive.gzip,
         )
         ids = [record.id for record in day_records]
-        entries.append(put_part(store, settings, service, direction, day, encoded, ids))
+        span = (day_records[0], day_records[-1])
+        entries.append(put_part(store, settings, service, direction, day, encoded, ids, span))
     return entries
 
 
@@ -166,6 +173,8 @@ class _DirectionRun:
         stop: threading.Event | None = None,
     ) -> None:
         self.stop = stop
+        # Records created before this (unix time) are not kept in the cursor's known set.
+        self.remember_from = 0.0
         self.settings = settings
         self.source = source
         self.store = store
@@ -271,7 +280,10 @@ class _DirectionRun:
         record_parts(self.store, self.service, self.direction, entries)
         # Only now, with the parts and manifests durable, may the state learn about these records.
         for record in fetched.values():
-            state.known[record.id] = Known(record.created.timestamp(), record.final, row_digest(record))
+            created = record.created.timestamp()
+            # Only what the next window may list again is worth remembering (keeps a backfill's state small).
+            if created >= self.remember_from:
+                state.known[record.id] = Known(created, record.final, row_digest(record))
             state.retry.discard(record.id)
         state.partial_done.update(chunk)
         self.report.rows_written += len(changed)
@@ -344,15 +356,15 @@ def archive_direction(
     run.report.listed = len(listed)
     run.report.rechecked = len(recheck)
     state.partial_until = until
+    # The next window starts at until - lookback; a day of margin covers offsets and clock differences.
+    keep_from = lookback_floor - 86_400
+    run.remember_from = keep_from
 
     def checkpoint(current: CursorState) -> None:
         save_state(store, service, direction, current)
 
     run.fetch_and_write([*new, *recheck], state, checkpoint=checkpoint, window=(since, until))
 
-    # Keep what the next window (which starts at until - lookback) may list again; a day of margin
-    # covers offsets and clock differences.
-    keep_from = lookback_floor - 86_400
     state.known = {sms_id: known for sms_id, known in state.known.items() if known.created >= keep_from}
     state.cursor = until
     state.partial_until = None
@@ -457,6 +469,7 @@ def backfill(
                 listed = source.list_ids(service, direction, since=since, until=until)
                 # A scratch state: known final records are skipped, nothing is saved.
                 scratch = CursorState(known={k: v for k, v in cursor_state.known.items() if v.final})
+                run.remember_from = float("inf")  # the scratch state is thrown away: remember nothing
                 todo = sorted(set(listed) - scratch.known.keys())
                 run.report.since, run.report.until = since.isoformat(), until.isoformat()
                 run.report.listed = len(listed)

@@ -619,8 +619,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true", help="JSON output (every decision)")
     sub.add_argument("--limit", type=int, default=50, help="rows shown in the table (default 50)")
 
-    sub = add("emulator", cmd_emulator, "Serve the built-in OVH API emulator on 127.0.0.1 (for trials and tests).")
-    sub.add_argument("emulator_args", nargs=argparse.REMAINDER, help="options of the emulator (see --help)")
+    add(
+        "emulator",
+        cmd_emulator,
+        "Serve the built-in OVH API emulator on 127.0.0.1 (for trials and tests); "
+        "its options: sms-archiver emulator --help-emulator",
+    )
 
     sub = add("demo", cmd_demo, "Archive sample data from the built-in OVH emulator: no OVH account needed.")
     sub.add_argument(
@@ -635,7 +639,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "emulator":
+        # The emulator's own options (--port, --outgoing, ...) go to it untouched.
+        args.emulator_args = ["--help" if item == "--help-emulator" else item for item in extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     configure_logging(args.log_level or "info", args.log_format or "auto")
     new_run_id()
     try:

@@ -60,10 +60,15 @@ def compact_day(
 ) -> PartEntry:
     """Merge one day's parts into one verified part, then remove the old ones (see module docstring)."""
     ids: list[int] = []
+    first: list[Record] = []  # the first and the last record, in row order
+    last: list[Record] = []
 
     def rows(records: Iterator[Record]) -> Iterator[tuple[str, ...]]:
         for record in records:
             ids.append(record.id)
+            if not first:
+                first.append(record)
+            last[:] = [record]
             yield record.fields
 
     encoded = encode_rows(
@@ -74,7 +79,7 @@ def compact_day(
     )
     if not ids:
         raise IntegrityError(f"{service} {direction} {day}: parts hold no rows; not compacting")
-    entry = put_part(store, settings, service, direction, day, encoded, ids, compacted=True)
+    entry = put_part(store, settings, service, direction, day, encoded, ids, (first[0], last[0]), compacted=True)
     key = entry.key
     _, _, problem = check_part(store, key, direction, entry)
     if problem is not None:

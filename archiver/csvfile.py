@@ -42,14 +42,17 @@ def encode_rows(
     header: Sequence[str], rows: Iterable[Sequence[str]], *, delimiter: str = ";", compress: bool = False
 ) -> EncodedPart:
     """Write a header and rows as CSV bytes (gzip-compressed if asked), with their checksum."""
-    text = io.StringIO()
+    # Straight to UTF-8 bytes: a StringIO would hold 4 bytes per character once an emoji appears.
+    buffer = io.BytesIO()
+    text = io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=False)
     writer = _writer(text, delimiter)
     writer.writerow(header)
     count = 0
     for row in rows:
         writer.writerow(row)
         count += 1
-    data = text.getvalue().encode("utf-8")
+    text.flush()
+    data = buffer.getvalue()
     if compress:
         data = gzip.compress(data, compresslevel=6, mtime=0)
     return EncodedPart(data, sha256_hex(data), count)

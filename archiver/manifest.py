@@ -18,7 +18,7 @@ from archiver.errors import StorageError
 from archiver.layout import manifest_key, parse_part_key
 from archiver.store import Store
 
-__all__ = ["Manifest", "PartEntry", "load_manifest", "record_parts", "save_manifest"]
+__all__ = ["Manifest", "PartEntry", "load_manifest", "parse_row_key", "record_parts", "row_key", "save_manifest"]
 
 MANIFEST_VERSION = 1
 
@@ -34,6 +34,22 @@ class PartEntry:
     first_id: int
     last_id: int
     written_at: str
+    # The (creation instant, id) of the part's first and last rows, as "ISO-UTC id": readers copy parts
+    # whose spans do not overlap without merging them. Empty in manifests written before this field.
+    first_row: str = ""
+    last_row: str = ""
+
+
+def row_key(created: dt.datetime, sms_id: int) -> str:
+    """A row's sort key as text, for ``PartEntry.first_row`` / ``last_row``."""
+    return f"{created.astimezone(dt.UTC).isoformat(timespec='microseconds')} {sms_id}"
+
+
+def parse_row_key(text: str) -> tuple[dt.datetime, int] | None:
+    if not text:
+        return None
+    instant, _, sms_id = text.partition(" ")
+    return dt.datetime.fromisoformat(instant), int(sms_id)
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ from typing import BinaryIO
 from archiver.config import Direction
 from archiver.csvfile import read_rows
 from archiver.layout import PartKey, month_prefix, parse_part_key, service_prefix
-from archiver.manifest import load_manifest
+from archiver.manifest import PartEntry, load_manifest, parse_row_key
 from archiver.records import COLUMNS, Record, record_from_row
 from archiver.store import ObjectInfo, Store
 
@@ -31,6 +31,7 @@ __all__ = [
     "archived_months",
     "archived_services",
     "copy_part_body",
+    "day_clusters",
     "iter_day_records",
     "iter_day_sources",
     "iter_records",
@@ -53,6 +54,8 @@ class StoredPart:
     # for a part a crash left out of the manifest.
     written: dt.datetime
     rows: int | None = None  # as recorded in the manifest (None: not recorded)
+    # (creation instant, id) of the first and last rows, from the manifest (None: not recorded)
+    span: tuple[tuple[dt.datetime, int], tuple[dt.datetime, int]] | None = None
 
     @property
     def version(self) -> tuple[dt.datetime, bool, str]:
@@ -69,7 +72,7 @@ def list_parts(
         if year is not None and month is not None
         else service_prefix(service, direction)
     )
-    recorded: dict[tuple[int, int], dict[str, tuple[str, int]]] = {}
+    recorded: dict[tuple[int, int], dict[str, PartEntry]] = {}
     parts = []
     for info in store.list(prefix):
         part = parse_part_key(info.key)
@@ -78,12 +81,14 @@ def list_parts(
         month_key = (part.day.year, part.day.month)
         if month_key not in recorded:
             manifest = load_manifest(store, service, direction, *month_key)
-            recorded[month_key] = {key: (entry.written_at, entry.rows) for key, entry in manifest.parts.items()}
+            recorded[month_key] = manifest.parts
         entry = recorded[month_key].get(info.key)
         if entry is None:
             parts.append(StoredPart(info, part, info.last_modified))
-        else:
-            parts.append(StoredPart(info, part, dt.datetime.fromisoformat(entry[0]), entry[1]))
+            continue
+        first, last = parse_row_key(entry.first_row), parse_row_key(entry.last_row)
+        span = (first, last) if first is not None and last is not None else None
+        parts.append(StoredPart(info, part, dt.datetime.fromisoformat(entry.written_at), entry.rows, span))
     return parts
 
 
@@ -148,6 +153,29 @@ def month_days(
     for stored in list_parts(store, service, direction, year, month):
         by_day.setdefault(stored.part.day, []).append(stored)
     return sorted(by_day.items())
+
+
+def day_clusters(parts: list[StoredPart]) -> list[list[StoredPart]]:
+    """Split a day's parts into groups whose row spans overlap, in row order.
+
+    The versions of one SMS share its creation instant, so parts whose (instant, id) spans do not
+    overlap share no id: each group can be read on its own, and a group of one part needs no merge.
+    Without spans for every part (older manifests), the whole day is one group.
+    """
+    spanned = [(stored.span, stored) for stored in parts if stored.span is not None]
+    if len(spanned) != len(parts):
+        return [parts]
+    spanned.sort(key=lambda item: item[0][0])
+    clusters: list[list[StoredPart]] = []
+    end: tuple[dt.datetime, int] | None = None
+    for (first, last), stored in spanned:
+        if end is None or first > end:
+            clusters.append([stored])
+            end = last
+        else:
+            clusters[-1].append(stored)
+            end = max(end, last)
+    return clusters
 
 
 def iter_records(store: Store, service: str, direction: Direction, year: int, month: int) -> Iterator[Record]:

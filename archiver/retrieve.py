@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from archiver.config import Direction
 from archiver.errors import ConfigError
-from archiver.reader import copy_part_body, iter_day_records, month_days
+from archiver.reader import copy_part_body, day_clusters, iter_day_records, month_days
 from archiver.records import COLUMNS, Record
 from archiver.store import Store
 
@@ -87,18 +87,20 @@ def retrieve(
     verbatim = not fmt.filters and not fmt.neutralize_formulas
     count = 0
     for year, month in months:
-        for _day, parts in month_days(store, service, direction, year, month):
-            rows = parts[0].rows if len(parts) == 1 else None
-            if verbatim and rows is not None:
-                text.flush()  # what the writer buffered goes out before the copied bytes
-                if copy_part_body(store, parts[0], raw, delimiter=fmt.delimiter):
-                    count += rows
-                    continue
-            for record in iter_day_records(store, parts, direction):
-                if fmt.filters and not _matches(record, fmt.filters):
-                    continue
-                writer.writerow(map(safe_for_spreadsheets, record.fields) if fmt.neutralize_formulas else record.fields)
-                count += 1
+        for _day, day_parts in month_days(store, service, direction, year, month):
+            for parts in day_clusters(day_parts):
+                rows = parts[0].rows if len(parts) == 1 else None
+                if verbatim and rows is not None:
+                    text.flush()  # what the writer buffered goes out before the copied bytes
+                    if copy_part_body(store, parts[0], raw, delimiter=fmt.delimiter):
+                        count += rows
+                        continue
+                for record in iter_day_records(store, parts, direction):
+                    if fmt.filters and not _matches(record, fmt.filters):
+                        continue
+                    fields = record.fields
+                    writer.writerow(map(safe_for_spreadsheets, fields) if fmt.neutralize_formulas else fields)
+                    count += 1
     text.flush()
     text.detach()
     if fmt.gzip:

@@ -31,6 +31,7 @@ import ovh
 import ovh.client
 import requests
 import requests.adapters
+import requests.utils
 import structlog
 
 from archiver.config import Direction, OvhSettings
@@ -218,6 +219,11 @@ class OvhSource:
         adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=max(10, settings.concurrency))
         for scheme in ("https://", "http://"):
             client._session.mount(scheme, adapter)
+        # requests reads proxy variables and ~/.netrc again on every call (a measurable share of our CPU
+        # on large backfills): read the proxies once here, then stop looking.
+        session = client._session
+        session.proxies.update(requests.utils.get_environ_proxies(client._endpoint))
+        session.trust_env = False
         return client
 
     def close(self) -> None:
@@ -478,31 +484,71 @@ class OvhSource:
     def fetch(self, service: str, direction: Direction, ids: Sequence[int]) -> Iterator[tuple[int, Any]]:
         """Yield ``(id, raw JSON or GONE)`` for every id, in no particular order.
 
-        ``batch`` asks many ids per call; if OVH refuses it or answers in an unexpected shape,
-        the rest of the run uses ``per-id`` (logged once).
+        ``batch`` asks many ids per call, ``concurrency`` calls at a time; if OVH refuses it or
+        answers in an unexpected shape, the rest of the run uses ``per-id`` (logged once).
         """
         # ``export`` is used by the archive for large fetches (``export_rows``); what it does not cover,
         # and small fetches, come through batch calls.
-        if self._strategy in (None, "batch", "export"):
-            size = self.settings.batch_size
-            chunks = [list(ids[start : start + size]) for start in range(0, len(ids), size)]
-            for index, chunk in enumerate(chunks):
-                try:
-                    yield from self._fetch_batch(service, direction, chunk)
-                except _BatchUnsupported as error:
-                    log.warning("batch_fetch_unavailable", reason=str(error), fallback="per-id")
-                    self._strategy = "per-id"
-                    yield from self._fetch_per_id(service, direction, [i for c in chunks[index:] for i in c])
-                    return
-                if self._strategy is None:
-                    self._strategy = "batch"
+        if self._strategy not in (None, "batch", "export"):
+            yield from self._fetch_per_id(service, direction, ids)
             return
+        size = self.settings.batch_size
+        chunks = [list(ids[start : start + size]) for start in range(0, len(ids), size)]
+        if self._strategy is None and chunks:
+            # Probe with one call before sending many: the answer decides the run's strategy.
+            try:
+                probe = self._fetch_batch(service, direction, chunks[0])
+            except _BatchUnsupported as error:
+                yield from self._fall_back(service, direction, ids, error)
+                return
+            self._strategy = "batch"
+            yield from probe
+            chunks = chunks[1:]
+        failed: list[int] = []
+        unsupported: _BatchUnsupported | None = None
+        pending: set[Future[list[tuple[int, Any]]]] = set()
+        submitted: dict[Future[list[tuple[int, Any]]], list[int]] = {}
+        queue = iter(chunks)
+        try:
+            for chunk in queue:
+                future = self._pool.submit(self._fetch_batch, service, direction, chunk)
+                submitted[future] = chunk
+                pending.add(future)
+                if len(pending) >= self.settings.concurrency * 2:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        try:
+                            yield from future.result()
+                        except _BatchUnsupported as error:
+                            unsupported = error
+                            failed.extend(submitted[future])
+                    if unsupported is not None:
+                        break
+            for future in list(pending):
+                try:
+                    yield from future.result()
+                except _BatchUnsupported as error:
+                    unsupported = error
+                    failed.extend(submitted[future])
+                pending.discard(future)
+        finally:
+            for future in pending:
+                future.cancel()
+        if unsupported is not None:
+            failed.extend(sms_id for chunk in queue for sms_id in chunk)
+            yield from self._fall_back(service, direction, failed, unsupported)
+
+    def _fall_back(
+        self, service: str, direction: Direction, ids: Sequence[int], error: _BatchUnsupported
+    ) -> Iterator[tuple[int, Any]]:
+        log.warning("batch_fetch_unavailable", reason=str(error), fallback="per-id")
+        self._strategy = "per-id"
         yield from self._fetch_per_id(service, direction, ids)
 
-    def _fetch_batch(self, service: str, direction: Direction, ids: list[int]) -> Iterator[tuple[int, Any]]:
+    def _fetch_batch(self, service: str, direction: Direction, ids: list[int]) -> list[tuple[int, Any]]:
+        """One X-Ovh-Batch call (run in the pool); raises ``_BatchUnsupported`` on an unexpected answer."""
         if len(ids) == 1:
-            yield ids[0], self.get_record(service, direction, ids[0])
-            return
+            return [(ids[0], self.get_record(service, direction, ids[0]))]
         path = f"/sms/{service}/{direction}/{','.join(map(str, ids))}"
         try:
             answer = self.request("GET", path, headers={"X-Ovh-Batch": ","})
@@ -512,20 +558,20 @@ class OvhSource:
             raise _BatchUnsupported(f"batch call refused: {error}") from None
         if not isinstance(answer, list) or len(answer) != len(ids):
             raise _BatchUnsupported("batch answer is not a list with one element per id")
-        retry: list[int] = []
+        results: list[tuple[int, Any]] = []
         for sms_id, element in zip(ids, answer, strict=True):
             if not isinstance(element, dict) or "value" not in element:
                 raise _BatchUnsupported("batch element without a 'value' key")
             if element.get("key") not in (None, str(sms_id), sms_id):
                 raise _BatchUnsupported("batch answer out of order")
             if element["value"] is not None:
-                yield sms_id, element["value"]
+                results.append((sms_id, element["value"]))
             elif element.get("error") and "not found" not in str(element["error"]).lower():
-                retry.append(sms_id)  # some other per-element failure: ask for it alone
+                # Some other per-element failure: ask for it alone (here, not through the pool: we run in it).
+                results.append((sms_id, self.get_record(service, direction, sms_id)))
             else:
-                yield sms_id, GONE
-        if retry:
-            yield from self._fetch_per_id(service, direction, retry)
+                results.append((sms_id, GONE))
+        return results
 
     def _fetch_per_id(self, service: str, direction: Direction, ids: Iterable[int]) -> Iterator[tuple[int, Any]]:
         pending: set[Future[tuple[int, Any]]] = set()
