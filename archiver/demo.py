@@ -79,4 +79,10 @@ def run_demo(*, storage_url: str | None, outgoing: int, incoming: int, progress:
             "  Excel: Data > From Text/CSV, file origin 65001 (UTF-8), delimiter Semicolon\n"
             "Or look at it here:  head -5 " + os.path.relpath(example)
         )
+    if parts:
+        month = parts[-1].split("/year=")[1][:4] + "-" + parts[-1].split("/month=")[1][:2]
+        print(
+            "\nA whole month as one clean CSV (each SMS once, sorted):\n"
+            f"  SMS_ARCHIVER_STORAGE__URL={storage_url} sms-archiver retrieve --month {month} -o {month}.csv"
+        )
     return 0
