@@ -215,7 +215,7 @@ class _DirectionRun:
                 if record is not None:
                     fetched[sms_id] = record
             self._land(fetched, chunk, state)
-            self._after_chunk(index, len(chunks), len(chunk), state, checkpoint)
+            self._after_chunk(len(chunk), state, checkpoint, more=index < len(chunks) - 1)
         self.progress.finish()
 
     def _export_worthwhile(self, count: int) -> bool:
@@ -245,7 +245,7 @@ class _DirectionRun:
                 if len(chunk) >= self.settings.archive.chunk_size:
                     self._land(chunk, list(chunk), state)
                     covered.update(chunk)
-                    self._after_chunk(0, 2, len(chunk), state, checkpoint)
+                    self._after_chunk(len(chunk), state, checkpoint, more=True)  # the API path follows
                     chunk = {}
         except ExportUnavailable as error:
             self.log.warning("export_unavailable", reason=str(error), fallback="batch")
@@ -290,21 +290,18 @@ class _DirectionRun:
         self.report.parts_written += len(entries)
 
     def _after_chunk(
-        self,
-        index: int,
-        total: int,
-        size: int,
-        state: CursorState,
-        checkpoint: Callable[[CursorState], None] | None,
+        self, size: int, state: CursorState, checkpoint: Callable[[CursorState], None] | None, *, more: bool
     ) -> None:
-        more = index < total - 1
+        """Checkpoint and renew the lease between chunks; stop here if asked and more work remains."""
         if checkpoint is not None and more:
             checkpoint(state)
         self.lease.renew_if_due()
         self.progress.advance(size)
         if more and self.stop is not None and self.stop.is_set():
             self.progress.finish()
-            raise CycleInterrupted(f"stopped after {index + 1} of {total} chunks (progress saved)")
+            raise CycleInterrupted(
+                f"stopped at a safe point, {len(state.partial_done)} records durable (progress saved)"
+            )
 
 
 def _window_start(settings: Settings, state: CursorState, until: dt.datetime) -> dt.datetime | None:

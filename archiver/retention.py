@@ -31,7 +31,7 @@ from archiver.csvfile import encode_rows
 from archiver.errors import ConfigError, MalformedRecordError
 from archiver.layout import journal_key, month_prefix
 from archiver.manifest import record_parts
-from archiver.reader import StoredPart, iter_day_sources, list_parts, month_days
+from archiver.reader import StoredPart, iter_day_sources, month_days
 from archiver.records import Record, parse_api_record
 from archiver.source import GONE, OvhSource
 from archiver.state import Lease
@@ -105,13 +105,12 @@ def _archived_copies(
     Only months up to the cutoff's can hold records older than the cutoff. Stops reading once every
     wanted id is found.
     """
-    months = sorted(
-        {(stored_day.year, stored_day.month) for stored_day in _archived_days(store, service, direction)},
-        reverse=True,
-    )
     remaining = set(wanted)
-    for year, month in months:
-        if (year, month) > cutoff_month or not remaining:
+    # One listing for the months (no manifest reads); newest first, and stop once all are found.
+    for year, month in sorted(iter_months(store, service, direction), reverse=True):
+        if not remaining:
+            break
+        if (year, month) > cutoff_month:
             continue
         check = verify_month(store, service, direction, year, month)
         problems: dict[str, list[str]] = {}
@@ -122,10 +121,6 @@ def _archived_copies(
                 if record.id in remaining:
                     remaining.discard(record.id)
                     yield record, stored, problems.get(stored.info.key, [])
-
-
-def _archived_days(store: Store, service: str, direction: Direction) -> list[dt.date]:
-    return [stored.part.day for stored in list_parts(store, service, direction)]
 
 
 class _Run:
