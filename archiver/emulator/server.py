@@ -141,8 +141,15 @@ class Faults:
     malformed_json_rate: float = 0.0
     batch_supported: bool = True
     export_supported: bool = True
-    clock_skew_seconds: int = 0
+    clock_skew_seconds: int = 0  # the server's clock minus the real one
     seed: int | None = None
+    # Id listings cut at this many ids (None: whole), keeping the "newest" or the "oldest" ids of the
+    # window. Whether and how OVH caps a listing is UNKNOWN (docs/ovh-api.md, "Listings").
+    listing_cap: int | None = None
+    listing_cap_keep: str = "newest"
+    # Share of batch elements answered as {"key": k, "value": null} with no error for records that do
+    # exist: the keys of batch elements are UNKNOWN, so "null" must not be read as "deleted".
+    batch_null_rate: float = 0.0
 
 
 class RequestStats:
@@ -698,6 +705,10 @@ class EmulatorServer:
     def _server_now(self) -> float:
         return time.time() + self.faults.clock_skew_seconds
 
+    def now(self) -> datetime:
+        """The time on the emulated server's clock (``clock_skew_seconds`` away from the real one)."""
+        return datetime.fromtimestamp(self._server_now(), tz=PARIS)
+
     def _dispatch(self, handler: _Handler, body: bytes) -> _Reply | None:
         """Answer one request; None means drop the connection without a response."""
         split = urlsplit(handler.path)
@@ -929,6 +940,10 @@ class EmulatorServer:
                     for sms_id in ids
                     if all(records[sms_id].get(name) == value for name, value in wanted.items())
                 ]
+        cap = self.faults.listing_cap
+        if cap is not None and len(ids) > cap:
+            # ids_between answers oldest first.
+            ids = ids[-cap:] if self.faults.listing_cap_keep == "newest" else ids[:cap]
         return _json_reply(200, _scrambled(ids))
 
     def _is_batch(self, request: _Request, id_segment: str) -> bool:
@@ -964,7 +979,9 @@ class EmulatorServer:
                 except ValueError:
                     elements.append({"key": key, "value": None, "error": "Invalid parameter id"})
                     continue
-                if sms_id in collection.records:
+                if sms_id in collection.records and self._roll(self.faults.batch_null_rate):
+                    elements.append({"key": key, "value": None})
+                elif sms_id in collection.records:
                     value = collection.corrupt.get(sms_id, collection.records[sms_id])
                     elements.append({"key": key, "value": value, "error": None})
                 else:
@@ -1121,6 +1138,19 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--malformed-json-rate", type=float, default=0.0)
     parser.add_argument("--no-batch", action="store_true", help="refuse X-Ovh-Batch requests")
     parser.add_argument("--no-export", action="store_true", help="answer 404 to /sms/{sn}/document")
+    parser.add_argument(
+        "--clock-offset-seconds", type=int, default=0, help="the server's clock minus the real one (e.g. -3600)"
+    )
+    parser.add_argument("--listing-cap", type=int, default=None, help="cut id listings at N ids")
+    parser.add_argument(
+        "--listing-cap-keep",
+        choices=["newest", "oldest"],
+        default="newest",
+        help="which ids a cut listing keeps (default: newest)",
+    )
+    parser.add_argument(
+        "--batch-null-rate", type=float, default=0.0, help="share of batch elements answered as value null, no error"
+    )
     return parser
 
 
@@ -1139,7 +1169,11 @@ def serve_forever_cli(argv: list[str] | None = None) -> int:
         malformed_json_rate=options.malformed_json_rate,
         batch_supported=not options.no_batch,
         export_supported=not options.no_export,
+        clock_skew_seconds=options.clock_offset_seconds,
         seed=options.seed,
+        listing_cap=options.listing_cap,
+        listing_cap_keep=options.listing_cap_keep,
+        batch_null_rate=options.batch_null_rate,
     )
     services = generate_sample_data(
         services=options.services,
