@@ -3,6 +3,7 @@
     ArchiverError                 base: every failure we anticipate and can explain
     ├── ConfigError               a setting is missing or wrong (exit status 2)
     ├── SourceError               the OVH API failed after retries
+    │   ├── ListingCutError       a window's id listing may be cut by OVH and could not be proven whole
     │   ├── AuthError             bad or expired credentials, bad signature (clock skew)
     │   └── NotGrantedError       the consumer key lacks an access rule for a call
     ├── StorageError              the object store failed; nothing past the failure was recorded
@@ -25,6 +26,7 @@ __all__ = [
     "CycleInterrupted",
     "IntegrityError",
     "LeaseHeldError",
+    "ListingCutError",
     "MalformedRecordError",
     "NotGrantedError",
     "PreconditionFailed",
@@ -43,6 +45,10 @@ class ConfigError(ArchiverError):
 
 class SourceError(ArchiverError):
     """The OVH API could not be used (after retries where retrying made sense)."""
+
+
+class ListingCutError(SourceError):
+    """OVH's id listing of a window could not be proven whole (it may have been cut): the cursor stays."""
 
 
 class AuthError(SourceError):

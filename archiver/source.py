@@ -38,7 +38,15 @@ from archiver.config import Direction, OvhSettings
 from archiver.errors import AuthError, ConfigError, NotGrantedError, SourceError
 from archiver.records import PTT_DESCRIPTIONS, describe_ptt
 
-__all__ = ["GONE", "AdaptiveConcurrency", "ExportUnavailable", "OvhSource", "RateLimiter", "backoff_delay"]
+__all__ = [
+    "CLOCK_TOLERANCE_SECONDS",
+    "GONE",
+    "AdaptiveConcurrency",
+    "ExportUnavailable",
+    "OvhSource",
+    "RateLimiter",
+    "backoff_delay",
+]
 
 log = structlog.get_logger()
 
@@ -47,6 +55,8 @@ _EXPORT_WINDOW = dt.timedelta(days=365)  # a CSV export document covers at most 
 _EXPORT_POLLS = 120
 _EXPORT_POLL_SECONDS = 1.0  # as OVH's Control Panel polls
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# python-ovh measures the clock difference to the second; beyond this we say so (NTP keeps well within it).
+CLOCK_TOLERANCE_SECONDS = 30
 _AUTH_CODES = frozenset({"INVALID_KEY", "INVALID_CREDENTIAL", "NOT_CREDENTIAL", "INVALID_SIGNATURE"})
 
 
@@ -196,6 +206,7 @@ class OvhSource:
         self._strategy: str | None = None if settings.fetch == "auto" else settings.fetch
         self._ptt_cache: dict[int, str] = dict(PTT_DESCRIPTIONS)
         self._client = self._build_client(settings)
+        self._offset_reported: int | None = None
 
     @staticmethod
     def _build_client(settings: OvhSettings) -> Any:
@@ -234,6 +245,41 @@ class OvhSource:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def clock_offset_seconds(self) -> int:
+        """OVH's clock minus ours, in seconds, as python-ovh measures it to sign calls (``GET /auth/time``).
+
+        Measured once per process (again after OVH refuses a timestamp); a difference larger than
+        ``CLOCK_TOLERANCE_SECONDS`` is logged once, since anything compared with OVH's timestamps
+        (windows, cursors, lookbacks, retention cutoffs) must use OVH's clock: see ``now``.
+        """
+        attempt = 0
+        while True:
+            self.limiter.acquire()
+            try:
+                offset = int(self._client.time_delta)
+                break
+            except (ovh.exceptions.APIError, requests.RequestException, TypeError, ValueError) as error:
+                self._count("network_error")
+                if attempt >= self.settings.max_retries:
+                    raise SourceError(
+                        f"OVH API GET /auth/time failed after {attempt + 1} attempts: {type(error).__name__}"
+                    ) from None
+                self.sleep(backoff_delay(attempt, None))
+                attempt += 1
+        if abs(offset) > CLOCK_TOLERANCE_SECONDS and offset != self._offset_reported:
+            self._offset_reported = offset
+            log.warning(
+                "clock_offset",
+                offset_seconds=offset,
+                tolerance_seconds=CLOCK_TOLERANCE_SECONDS,
+                meaning="OVH's clock minus this machine's; OVH's is used for windows and cutoffs",
+            )
+        return offset
+
+    def now(self) -> dt.datetime:
+        """The current time on OVH's clock (UTC)."""
+        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.clock_offset_seconds())
 
     @property
     def total_calls(self) -> int:
@@ -336,7 +382,8 @@ class OvhSource:
                 "SMS_ARCHIVER_OVH__APPLICATION_KEY, APPLICATION_SECRET and CONSUMER_KEY, and that the consumer "
                 "key was validated and has not expired."
             )
-        if code == "QUERY_TIME_OUT" or (status == 400 and "time" in message.lower()):
+        # Only OVH's own code says "your timestamp": a 400 about a bad datetime parameter is no clock skew.
+        if code == "QUERY_TIME_OUT":
             raise _ClockSkew(
                 f"OVH refused the request timestamp on {method} {path} ({message}): this machine's clock is off; "
                 "synchronise it (NTP)."
@@ -566,11 +613,13 @@ class OvhSource:
                 raise _BatchUnsupported("batch answer out of order")
             if element["value"] is not None:
                 results.append((sms_id, element["value"]))
-            elif element.get("error") and "not found" not in str(element["error"]).lower():
-                # Some other per-element failure: ask for it alone (here, not through the pool: we run in it).
-                results.append((sms_id, self.get_record(service, direction, sms_id)))
-            else:
+            elif _says_not_found(element.get("error")):
                 results.append((sms_id, GONE))
+            else:
+                # A null value without an explicit not-found (the keys of batch elements are UNKNOWN: see
+                # docs/ovh-api.md, "Batch calls") proves nothing: ask for it alone, whose 404 is explicit.
+                # Here, not through the pool: we run in it.
+                results.append((sms_id, self.get_record(service, direction, sms_id)))
         return results
 
     def _fetch_per_id(self, service: str, direction: Direction, ids: Iterable[int]) -> Iterator[tuple[int, Any]]:
@@ -593,6 +642,14 @@ class OvhSource:
         finally:
             for future in pending:
                 future.cancel()
+
+
+def _says_not_found(error: object) -> bool:
+    """Whether a batch element's ``error`` says explicitly that the record does not exist."""
+    if isinstance(error, dict):
+        error = " ".join(str(value) for value in error.values())
+    text = str(error or "").lower()
+    return "not found" in text or "404" in text or "does not exist" in text
 
 
 class _BatchUnsupported(Exception):
