@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +31,7 @@ import structlog
 
 from archiver.config import Direction, Settings
 from archiver.csvfile import EncodedPart, encode_rows
-from archiver.errors import CycleInterrupted, MalformedRecordError
+from archiver.errors import CycleInterrupted, ListingCutError, MalformedRecordError
 from archiver.layout import part_key, part_name
 from archiver.manifest import PartEntry, record_parts, row_key
 from archiver.records import COLUMNS, Record, parse_api_record, parse_export_row
@@ -78,6 +79,9 @@ class DirectionReport:
     malformed: int = 0
     gone: int = 0
     from_export: int = 0  # rows taken from OVH's CSV export (fetch = export)
+    listings: int = 0  # id listings made, the extra ones that prove a listing whole included
+    unsettled: int = 0  # SMS whose status was still not final when the lookback ended: archived as they were
+    clock_offset_seconds: int = 0  # OVH's clock minus ours
     api_calls: int = 0
     seconds: float = 0.0
     finished_at: str = ""
@@ -175,6 +179,11 @@ class _DirectionRun:
         self.stop = stop
         # Records created before this (unix time) are not kept in the cursor's known set.
         self.remember_from = 0.0
+        # Records created before this (unix time) are past their re-checks: one fetched with a status
+        # that is not final is archived as it is and reported as unsettled.
+        self.unsettled_before = 0.0
+        # Creation times of the records fetched, kept only while a listing must be proven whole.
+        self.times: dict[int, float] | None = None
         self.settings = settings
         self.source = source
         self.store = store
@@ -206,6 +215,9 @@ class _DirectionRun:
         for index, chunk in enumerate(chunks):
             fetched: dict[int, Record] = {}
             for sms_id, raw in self.source.fetch(self.service, self.direction, chunk):
+                # A chunk at a low rate can outlast the lease: renew as we go (no I/O unless due).
+                self.lease.renew_if_due()
+                self.progress.advance(1)
                 if raw is GONE:
                     self.report.gone += 1
                     state.known.pop(sms_id, None)
@@ -215,8 +227,91 @@ class _DirectionRun:
                 if record is not None:
                     fetched[sms_id] = record
             self._land(fetched, chunk, state)
-            self._after_chunk(len(chunk), state, checkpoint, more=index < len(chunks) - 1)
+            self._after_chunk(0, state, checkpoint, more=index < len(chunks) - 1)
         self.progress.finish()
+
+    def list_ids(self, since: dt.datetime | None, until: dt.datetime, state: CursorState) -> list[int]:
+        """One id listing; remember the longest listing OVH has answered (what proves others whole)."""
+        ids = self.source.list_ids(self.service, self.direction, since=since, until=until)
+        self.report.listings += 1
+        state.largest_listing = max(state.largest_listing, len(ids))
+        return ids
+
+    def may_be_cut(self, ids: Sequence[int], state: CursorState) -> bool:
+        """Whether a listing may have been cut by OVH: unless OVH once answered a longer one, it may.
+
+        Whether OVH caps id listings, at what size and at which end, is UNKNOWN (docs/ovh-api.md,
+        "Listings"). A cut listing holds as many ids as the cap, and the cap is at least the length
+        of every listing OVH has answered; so a listing shorter than the longest one seen is whole.
+        """
+        return len(ids) >= max(1, state.largest_listing)
+
+    def prove_whole(
+        self,
+        window: tuple[dt.datetime | None, dt.datetime],
+        answer: Sequence[int],
+        state: CursorState,
+        fetch: Callable[[list[int]], None],
+    ) -> None:
+        """Make sure no SMS of ``window`` is missing from ``answer`` (already fetched); fetch those that are.
+
+        A listing cut by OVH keeps its newest or its oldest ids (which one is UNKNOWN). So list again
+        behind the oldest record and ahead of the newest; fetch whatever is new, and prove those
+        listings whole in turn, until nothing new comes back. A listing that comes back full with
+        nothing new is a burst of SMS sharing one second that no listing can hold: ``ListingCutError``,
+        naming the window, before any cursor moves. Costs nothing for a listing shorter than the
+        longest OVH answered; two listings for an uncut one; more only when OVH really cuts.
+        """
+        seen = set(answer)
+        pending: list[tuple[tuple[dt.datetime | None, dt.datetime], Sequence[int]]] = [(window, answer)]
+        while pending:  # bounded: every round that adds work adds a new id to ``seen``
+            (low, high), ids = pending.pop()
+            if not self.may_be_cut(ids, state):
+                continue
+            stamps = [stamp for stamp in (self._created(sms_id, state) for sms_id in ids) if stamp is not None]
+            if not stamps:
+                if self._shorter_than_a_listing(ids, high, state):
+                    continue
+                raise ListingCutError(
+                    f"OVH's listing of {self.service} {self.direction} SMS created in {_span(low, high)} may be cut "
+                    f"({len(ids)} ids, none of which could be read to tell where the listing ends); "
+                    "the cursor stays before this window"
+                )
+            oldest, newest = min(stamps), max(stamps)
+            behind = (low, _instant(math.ceil(oldest)))
+            ahead = (_instant(math.floor(newest)), high)
+            for probe_window, edge in ((behind, math.floor(oldest)), (ahead, math.floor(newest))):
+                probe = self.list_ids(*probe_window, state)
+                fresh = sorted(set(probe) - seen)
+                if fresh:
+                    seen.update(fresh)
+                    fetch(fresh)
+                    pending.append((probe_window, probe))
+                elif self.may_be_cut(probe, state) and not self._shorter_than_a_listing(probe, high, state):
+                    raise ListingCutError(
+                        f"OVH's listing of {self.service} {self.direction} SMS created in "
+                        f"{_span(*probe_window)} came back full ({len(probe)} ids) with nothing new: more SMS share "
+                        f"the second {_instant(edge).isoformat()} than OVH lists at once, so some may be missing; "
+                        "the cursor stays before this window"
+                    )
+
+    def _shorter_than_a_listing(self, probe: Sequence[int], high: dt.datetime, state: CursorState) -> bool:
+        """Whether OVH answers a listing longer than ``probe``, which then was not cut.
+
+        Asked only when a listing full of SMS sharing one second brought nothing new: the longest
+        listing seen may just be small (a young account). A listing of the whole history up to
+        ``high`` answers as many ids as there are, or as the cap. A cap of one id is not plausible.
+        """
+        if len(probe) <= 1:
+            return True
+        self.list_ids(None, high, state)
+        return not self.may_be_cut(probe, state)
+
+    def _created(self, sms_id: int, state: CursorState) -> float | None:
+        if self.times is not None and sms_id in self.times:
+            return self.times[sms_id]
+        known = state.known.get(sms_id)
+        return known.created if known is not None else None
 
     def _export_worthwhile(self, count: int) -> bool:
         # A document costs a handful of calls: worth it only when batch would need more.
@@ -281,6 +376,10 @@ class _DirectionRun:
         # Only now, with the parts and manifests durable, may the state learn about these records.
         for record in fetched.values():
             created = record.created.timestamp()
+            if self.times is not None:
+                self.times[record.id] = created
+            if not record.final and created < self.unsettled_before:
+                self.report.unsettled += 1
             # Only what the next window may list again is worth remembering (keeps a backfill's state small).
             if created >= self.remember_from:
                 state.known[record.id] = Known(created, record.final, row_digest(record))
@@ -302,6 +401,15 @@ class _DirectionRun:
             raise CycleInterrupted(
                 f"stopped at a safe point, {len(state.partial_done)} records durable (progress saved)"
             )
+
+
+def _instant(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+def _span(low: dt.datetime | None, high: dt.datetime) -> str:
+    start = low.astimezone(dt.UTC).isoformat(timespec="seconds") if low else "the beginning"
+    return f"[{start}, {high.astimezone(dt.UTC).isoformat(timespec='seconds')}]"
 
 
 def _window_start(settings: Settings, state: CursorState, until: dt.datetime) -> dt.datetime | None:
@@ -341,9 +449,14 @@ def archive_direction(
     run.report.since = since.isoformat() if since else None
     run.report.until = until.isoformat()
 
-    listed = source.list_ids(service, direction, since=since, until=until)
+    listed = run.list_ids(since, until, state)
     lookback_floor = (until - dt.timedelta(hours=settings.archive.lookback_hours)).timestamp()
-    done = state.partial_done
+    suspect = run.may_be_cut(listed, state)
+    # A listing to prove whole needs the creation time of each listed record: the records an
+    # interrupted run already wrote are fetched again then (rare: a resumed first cycle).
+    done = state.partial_done if not suspect else set()
+    if suspect:
+        run.times = {}
     new = sorted((set(listed) - state.known.keys() | state.retry) - done)
     recheck = sorted(
         sms_id
@@ -355,13 +468,23 @@ def archive_direction(
     state.partial_until = until
     # The next window starts at until - lookback; a day of margin covers offsets and clock differences.
     keep_from = lookback_floor - 86_400
-    run.remember_from = keep_from
+    run.remember_from = run.unsettled_before = keep_from
 
     def checkpoint(current: CursorState) -> None:
         save_state(store, service, direction, current)
 
     run.fetch_and_write([*new, *recheck], state, checkpoint=checkpoint, window=(since, until))
 
+    def fetch_missing(ids: list[int]) -> None:
+        run.fetch_and_write(ids, state, checkpoint=checkpoint)
+        run.report.listed += len(ids)
+
+    run.prove_whole((since, until), listed, state, fetch_missing)
+
+    # SMS whose status never settled within the lookback leave the re-checks: archived as they are.
+    run.report.unsettled += sum(1 for known in state.known.values() if not known.final and known.created < keep_from)
+    if run.report.unsettled:
+        run.log.warning("status_unsettled", count=run.report.unsettled, kept_as="the last status, archived")
     state.known = {sms_id: known for sms_id, known in state.known.items() if known.created >= keep_from}
     state.cursor = until
     state.partial_until = None
@@ -384,6 +507,8 @@ def _counts(report: DirectionReport) -> dict[str, Any]:
         "parts_written",
         "malformed",
         "gone",
+        "unsettled",
+        "listings",
         "api_calls",
     )
     return {key: getattr(report, key) for key in keys} | {"seconds": report.seconds}
@@ -407,7 +532,9 @@ def archive_cycle(
     A failure leaves each cursor where its last durable data put it. ``stop`` (set by a signal
     handler) ends the cycle at the next safe point with ``CycleInterrupted``.
     """
-    now = now or dt.datetime.now(dt.UTC)
+    # OVH's clock, not ours: windows and cursors are compared with OVH's timestamps.
+    offset = source.clock_offset_seconds()
+    now = now or source.now()
     reports: list[DirectionReport] = []
     for service in resolve_services(settings, source):
         with Lease(
@@ -429,6 +556,7 @@ def archive_cycle(
                         stop=stop,
                     )
                 )
+                reports[-1].clock_offset_seconds = offset
     return reports
 
 
@@ -463,16 +591,31 @@ def backfill(
                     progress=progress or SilentProgress(),
                 )
                 cursor_state = load_state(store, service, direction)
-                listed = source.list_ids(service, direction, since=since, until=until)
                 # A scratch state: known final records are skipped, nothing is saved.
-                scratch = CursorState(known={k: v for k, v in cursor_state.known.items() if v.final})
+                scratch = CursorState(
+                    known={k: v for k, v in cursor_state.known.items() if v.final},
+                    largest_listing=cursor_state.largest_listing,
+                )
+                listed = run.list_ids(since, until, scratch)
                 run.remember_from = float("inf")  # the scratch state is thrown away: remember nothing
+                lookback = dt.timedelta(hours=settings.archive.lookback_hours)
+                run.unsettled_before = (source.now() - lookback).timestamp()
+                if run.may_be_cut(listed, scratch):
+                    run.times = {}
                 todo = sorted(set(listed) - scratch.known.keys())
                 run.report.since, run.report.until = since.isoformat(), until.isoformat()
                 run.report.listed = len(listed)
                 run.fetch_and_write(todo, scratch, checkpoint=None, window=(since, until))
+
+                def fetch_missing(ids: list[int], run: _DirectionRun = run, scratch: CursorState = scratch) -> None:
+                    run.fetch_and_write(ids, scratch, checkpoint=None)
+                    run.report.listed += len(ids)
+
+                run.prove_whole((since, until), listed, scratch, fetch_missing)
                 run.report.api_calls = source.total_calls - calls_before
                 run.report.seconds = round(time.monotonic() - started, 3)
+                if run.report.unsettled:
+                    run.log.warning("status_unsettled", count=run.report.unsettled, kept_as="the last status, archived")
                 run.log.info("backfill_done", **_counts(run.report))
                 reports.append(run.report)
     return reports

@@ -28,7 +28,7 @@ from archiver.ping import Pinger
 from archiver.reader import archived_services, summarize_months
 from archiver.retention import RetentionReport, run_retention
 from archiver.retrieve import OutputFormat, month_range, parse_month, retrieve
-from archiver.source import OvhSource
+from archiver.source import CLOCK_TOLERANCE_SECONDS, OvhSource
 from archiver.state import load_state, read_lease, reset_state
 from archiver.store import Store, open_store
 from archiver.verify import verify_archive
@@ -211,6 +211,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         with _source(settings) as source:
             services = source.list_services()
             report("OVH credentials", None, f"{len(services)} SMS service(s): {', '.join(services) or 'none'}")
+            offset = source.clock_offset_seconds()
+            clock = f"OVH's clock minus this machine's: {offset} s"
+            if abs(offset) > CLOCK_TOLERANCE_SECONDS:
+                clock += " (windows and cutoffs use OVH's clock; synchronise this machine's with NTP)"
+            report("clock", None, clock)
             for service in settings.ovh.services:
                 try:
                     source.check_service(service)

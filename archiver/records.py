@@ -27,6 +27,7 @@ __all__ = [
     "PTT_DESCRIPTIONS",
     "Record",
     "describe_ptt",
+    "differing_columns",
     "format_instant",
     "parse_api_record",
     "parse_export_row",
@@ -85,8 +86,16 @@ PTT_DESCRIPTIONS: Final[Mapping[int, str]] = {
     76: "Ported number blocked for this client",
     202: "Ported number blocked for this client (contact support)",
 }
-# States an SMS may leave (retries in progress, accepted, not yet reported) unless deliveredAt is set.
-NON_FINAL_PTT: Final = frozenset({0, 1, 2, 3})
+# The ptt codes whose SMS may still change state, unless deliveredAt is set; re-checked within the
+# lookback (docs/ovh-api.md, "Delivery statuses"; source: OVH's SMS users guide, its ptt table):
+#   0       not in OVH's table; the CSV export shows it with "Success", the DLR ids call 0 pending
+#   1, 2    intermediate: not delivered yet, being retried (phone side, operator side)
+#   3       accepted by the operator, no final report yet
+#   24-26   temporary failures (subscriber absent, network, phone): OVH's operator may still deliver
+# Every other code is final (delivered, or a permanent failure). An SMS still not final when the
+# lookback ends is archived with its last status, reported (``status_unsettled``), and may be
+# deleted by retention once its archived copy equals the live record.
+NON_FINAL_PTT: Final = frozenset({0, 1, 2, 3, 24, 25, 26})
 
 
 def describe_ptt(ptt: int) -> str:
@@ -289,6 +298,40 @@ def parse_export_row(direction: Direction, row: Mapping[str, str], *, zone: zone
     except ValueError as error:
         raise MalformedRecordError(f"export row {row.get('id')!r}: {error}") from None
     return Record(direction, sms_id, created, fields, final=ptt not in NON_FINAL_PTT or bool(delivered))
+
+
+# Columns one source has and the other lacks, or that we derive: left out when a live record is compared
+# with its archived copy. operatorCode only the CSV export carries; descriptionDlr is the text of ptt
+# (ours, OVH's /sms/ptts or the export's), so comparing ptt is what counts.
+_NOT_COMPARED: Final = frozenset({"operatorCode", "descriptionDlr"})
+_INSTANT_COLUMNS: Final = frozenset({"date", "sentAt", "deliveredAt"})
+
+
+def differing_columns(live: Record, archived: Record) -> list[str]:
+    """The columns in which an archived copy differs from the live API record (empty: equal).
+
+    Instants are compared as instants (an offset written another way is the same time); a column
+    the live record has and the copy lacks differs, so that retention archives the fuller version
+    before it may delete.
+    """
+    differing = []
+    for index, column in enumerate(COLUMNS[live.direction]):
+        if column in _NOT_COMPARED:
+            continue
+        mine, theirs = live.fields[index], archived.fields[index]
+        if mine == theirs:
+            continue
+        if column in _INSTANT_COLUMNS and mine and theirs and _same_instant(mine, theirs):
+            continue
+        differing.append(column)
+    return differing
+
+
+def _same_instant(first: str, second: str) -> bool:
+    try:
+        return dt.datetime.fromisoformat(first) == dt.datetime.fromisoformat(second)
+    except ValueError:
+        return False
 
 
 def record_from_row(direction: Direction, row: Sequence[str]) -> Record:

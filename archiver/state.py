@@ -62,6 +62,9 @@ class CursorState:
     partial_until: dt.datetime | None = None
     partial_done: set[int] = field(default_factory=set)
     last_cycle: dict[str, Any] = field(default_factory=dict)
+    # The longest id listing OVH has answered for this service and direction: a listing shorter than
+    # it cannot have been cut by a size cap (see archive._DirectionRun.may_be_cut).
+    largest_listing: int = 0
 
     def to_json(self) -> bytes:
         document = {
@@ -75,6 +78,7 @@ class CursorState:
                 else None
             ),
             "last_cycle": self.last_cycle,
+            "largest_listing": self.largest_listing,
         }
         return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
 
@@ -95,6 +99,7 @@ class CursorState:
                 partial_until=_instant(partial.get("until")),
                 partial_done={int(item) for item in partial.get("done", [])},
                 last_cycle=dict(document.get("last_cycle") or {}),
+                largest_listing=int(document.get("largest_listing") or 0),
             )
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
             raise StorageError(f"state object {source} is damaged ({error}); see 'sms-archiver state reset'") from None

@@ -84,6 +84,8 @@ def status_document(settings: Settings, store: Store) -> dict[str, Any]:
                     "last_cycle": {
                         "finished_at": finished_at,
                         "rows_written": last.get("rows_written") if last else None,
+                        "unsettled": last.get("unsettled") if last else None,
+                        "clock_offset_seconds": last.get("clock_offset_seconds") if last else None,
                         "outcome": outcome,
                     },
                     "lease": lease.describe() if lease else None,

@@ -132,8 +132,9 @@ def test_per_id_asks_each_record_once(quick: QuickRun) -> None:
     for case in ("backfill", "rate-limited"):
         raw = quick.raw(case, "per-id")
         assert raw["by_route"]["GET /sms/{sn}/outgoing/{id}"] == QUICK_N
-        assert raw["by_route"]["GET /sms/{sn}/outgoing"] == 1
-        assert raw["requests"] <= QUICK_N + 3  # + GET /auth/time, GET /sms, the listing
+        # The listing, and the two that prove it whole (behind its oldest, ahead of its newest record).
+        assert raw["by_route"]["GET /sms/{sn}/outgoing"] <= 3
+        assert raw["requests"] <= QUICK_N + 5  # + GET /auth/time, GET /sms, the listings
 
 
 @pytest.mark.parametrize("strategy", ["batch", "auto"])

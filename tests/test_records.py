@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from archiver.csvfile import encode_rows, read_rows
 from archiver.errors import IntegrityError, MalformedRecordError
-from archiver.records import INCOMING_COLUMNS, OUTGOING_COLUMNS, parse_api_record, record_from_row
+from archiver.records import (
+    INCOMING_COLUMNS,
+    OUTGOING_COLUMNS,
+    Record,
+    differing_columns,
+    parse_api_record,
+    record_from_row,
+)
 
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 
@@ -58,7 +65,14 @@ def test_naive_api_datetimes_get_the_api_zone() -> None:
 
 @pytest.mark.parametrize(
     ("overrides", "final"),
-    [({"ptt": 1, "deliveredAt": None}, False), ({"ptt": 3, "deliveredAt": None}, False), ({"ptt": 5}, True)],
+    [
+        ({"ptt": 1, "deliveredAt": None}, False),
+        ({"ptt": 3, "deliveredAt": None}, False),
+        ({"ptt": 5}, True),
+        *[({"ptt": ptt, "deliveredAt": None}, False) for ptt in (24, 25, 26)],  # temporary failures
+        ({"ptt": 25, "deliveredAt": "2026-01-15T08:31:00+01:00"}, True),
+        ({"ptt": 23, "deliveredAt": None}, True),
+    ],
 )
 def test_final_status(overrides: dict[str, Any], final: bool) -> None:
     assert parse_api_record("outgoing", outgoing(**overrides), api_zone=PARIS).final is final
@@ -151,3 +165,35 @@ def test_same_rows_same_bytes_even_gzipped() -> None:
 def test_unreadable_parts_raise_integrity_error(data: bytes) -> None:
     with pytest.raises(IntegrityError):
         list(read_rows(io.BytesIO(data), header=OUTGOING_COLUMNS))
+
+
+def archived_copy(live: Record, **columns: str) -> Record:
+    fields = list(live.fields)
+    for column, value in columns.items():
+        fields[OUTGOING_COLUMNS.index(column)] = value
+    return record_from_row("outgoing", fields)
+
+
+@pytest.mark.parametrize(
+    ("columns", "differing"),
+    [
+        ({}, []),
+        ({"ptt": "1"}, ["ptt"]),
+        ({"message": "autre"}, ["message"]),
+        ({"operatorCode": "20815"}, []),  # only the CSV export carries it
+        ({"descriptionDlr": "Success"}, []),  # the text of ptt, from another source
+        ({"date": "2026-05-01T08:00:00+00:00"}, []),  # the same instant, another offset
+        ({"date": "2026-05-01T10:00:00+00:00"}, ["date"]),
+        ({"deliveredAt": ""}, ["deliveredAt"]),
+        ({"credits": "", "messageID": ""}, ["credits", "messageID"]),  # an export copy lacks the API's fields
+    ],
+)
+def test_differing_columns_compares_what_both_sources_carry(columns: dict[str, str], differing: list[str]) -> None:
+    live = parse_api_record("outgoing", outgoing(), api_zone=PARIS)
+    assert differing_columns(live, archived_copy(live, **columns)) == differing
+
+
+@given(ptt=st.integers(0, 300), message=st.text(max_size=40), credits=st.floats(0, 100))
+def test_a_record_equals_its_own_archived_row(ptt: int, message: str, credits: float) -> None:
+    live = parse_api_record("outgoing", outgoing(ptt=ptt, message=message, credits=credits), api_zone=PARIS)
+    assert differing_columns(live, record_from_row("outgoing", live.fields)) == []
