@@ -2,10 +2,14 @@
 
 A record is deleted only when all of these hold (each failing one is the reason it is kept):
 
-1. it is older than the policy (``delete_after_days``);
+1. it is older than the policy (``delete_after_days``) on OVH's clock: the cutoff is OVH's time
+   minus the policy, and the live record's own ``creationDatetime`` is checked against it (OVH's
+   date filter is not trusted alone);
 2. the archive holds it, in a part that verifies against the SHA-256 and row count recorded at write
    time, in a month whose listing is readable and non-empty;
-3. the API's current record equals the archived copy field for field, and its status is final;
+3. the API's current record equals the archived copy field for field, and its status is final, or
+   it never settled: still not final once the lookback (``lookback_hours``) is over, the last
+   status is what the archive keeps (see ``records.NON_FINAL_PTT``);
 4. the run has had no error so far, and the per-run cap is not reached.
 
 A record that is old but not archived (or whose archived copy is older than the API's) is archived
@@ -32,7 +36,7 @@ from archiver.errors import ConfigError, MalformedRecordError
 from archiver.layout import journal_key, month_prefix
 from archiver.manifest import record_parts
 from archiver.reader import StoredPart, iter_day_sources, month_days
-from archiver.records import Record, parse_api_record
+from archiver.records import Record, differing_columns, parse_api_record
 from archiver.source import GONE, OvhSource
 from archiver.state import Lease
 from archiver.store import Store
@@ -138,6 +142,7 @@ class _Run:
         """Look at every record older than the policy and decide; archive what is not archived yet."""
         assert self.settings.retention.delete_after_days is not None
         cutoff = self.now - dt.timedelta(days=self.settings.retention.delete_after_days)
+        settled_before = self.now - dt.timedelta(hours=self.settings.archive.lookback_hours)
         old_ids = set(self.source.list_ids(service, direction, since=None, until=cutoff))
         every_id = self.source.list_ids(service, direction, since=None, until=self.now)
         self.report.younger[f"{service}/{direction}"] = len(set(every_id) - old_ids)
@@ -155,6 +160,7 @@ class _Run:
         decisions: list[Decision] = []
         to_archive: list[Record] = []
         for sms_id, raw in self.source.fetch(service, direction, sorted(old_ids)):
+            lease.renew_if_due()  # a long fetch at a low rate can outlast the lease (no I/O unless due)
             copy = archived.get(sms_id)
             date = copy[0].get("date") if copy else ""
             part = copy[1].info.key if copy else ""
@@ -171,21 +177,25 @@ class _Run:
                 keep(f"API record malformed: {error}")
                 continue
             date = live.get("date")
-            if copy is None:
+            if live.created > cutoff:
+                keep("younger than the policy on OVH's clock", date=date)
+            elif copy is None:
                 to_archive.append(live)
                 keep("not yet archived" + (": archived now, deletable on a later run" if self.apply else ""), date=date)
             elif copy[2]:
                 keep(f"archived part fails verification ({'; '.join(copy[2])})", date=date)
-            elif not live.final:
+            elif not live.final and live.created > settled_before:
                 keep("status not final", date=date)
-            elif live.fields != copy[0].fields:
+            elif differing := differing_columns(live, copy[0]):
                 to_archive.append(live)
                 keep(
-                    "archived copy differs from the API" + (": newer version archived now" if self.apply else ""),
+                    f"archived copy differs from the API ({', '.join(differing)})"
+                    + (": newer version archived now" if self.apply else ""),
                     date=date,
                 )
             else:
-                decisions.append(Decision(service, direction, sms_id, date, "delete", "archived and verified", part))
+                reason = "archived and verified" + ("" if live.final else "; its status never settled")
+                decisions.append(Decision(service, direction, sms_id, date, "delete", reason, part))
         # Never in a dry run: it writes nothing. A record archived now is only deleted by a later run,
         # after it has been read back from the store.
         if to_archive and self.apply:
@@ -210,12 +220,15 @@ class _Run:
         eligible = [decision for decision in decisions if decision.action == "delete"]
         for start in range(0, len(eligible), _BATCH):
             batch = eligible[start : start + _BATCH]
+            # Right before deleting, prove the lease is still ours: a holder that lost it deletes nothing.
+            lease.renew()
             self.batches += 1
             name = f"{self.batches:04d}"
             self._journal(f"{name}-intent", batch, "intent")
             done: list[Decision] = []
             try:
                 for decision in batch:
+                    lease.renew_if_due()
                     existed = self.source.delete_record(service, direction, decision.id)
                     decision.action = "deleted" if existed else "gone"
                     decision.reason = "deleted at OVH" if existed else "already gone at OVH (404)"
@@ -225,7 +238,6 @@ class _Run:
                 if done:
                     self._journal(f"{name}-done", done, None)
             log.info("retention_batch_deleted", service=service, direction=direction, count=len(done))
-            lease.renew_if_due()
 
     def purge_archive(self, service: str, direction: Direction) -> None:
         """Remove archive months older than ``archive_keep_months`` (journaled before and after)."""
@@ -282,7 +294,8 @@ def run_retention(
             "invalid settings:\n  SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS: required for retention "
             "(no policy, nothing deleted)"
         )
-    run = _Run(settings, source, store, apply=apply, now=now or dt.datetime.now(dt.UTC))
+    # OVH's clock, not ours: the cutoff is compared with OVH's timestamps.
+    run = _Run(settings, source, store, apply=apply, now=now or source.now())
     for service in services or resolve_services(settings, source):
         with Lease(
             store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
