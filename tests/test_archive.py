@@ -1,0 +1,124 @@
+"""The rule that proves a listing whole, against every way OVH could cut one (hypothesis).
+
+A listing source stands in for OVH here: it answers ids created in [since, until] (both inclusive, to the
+second), cut at ``cap`` ids keeping the newest or the oldest. The integration tests give the same answers
+over HTTP (tests/integration/test_data_safety.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archiver.archive import _DirectionRun
+from archiver.errors import ListingCutError
+from archiver.state import CursorState
+
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass
+class CappedListings:
+    """Answers id listings like OVH might: the ids of a window, oldest first, cut at ``cap``."""
+
+    created: dict[int, int]  # id -> seconds after START
+    cap: int | None
+    keep: str
+    calls: int = 0
+    asked: list[tuple[int | None, int]] = field(default_factory=list)
+
+    def list_ids(self, service: str, direction: str, *, since: dt.datetime | None, until: dt.datetime) -> list[int]:
+        self.calls += 1
+        low = None if since is None else int((since - START).total_seconds())
+        high = int((until - START).total_seconds())
+        self.asked.append((low, high))
+        ids = sorted(
+            (second, sms_id)
+            for sms_id, second in self.created.items()
+            if (low is None or second >= low) and second <= high
+        )
+        if self.cap is not None and len(ids) > self.cap:
+            ids = ids[-self.cap :] if self.keep == "newest" else ids[: self.cap]
+        return [sms_id for _second, sms_id in ids]
+
+
+def new_run(source: CappedListings) -> _DirectionRun:
+    run = _DirectionRun.__new__(_DirectionRun)
+    run.source = source  # type: ignore[assignment]
+    run.service, run.direction = "sms-x-1", "outgoing"
+    run.times = {}
+    from archiver.archive import DirectionReport
+
+    run.report = DirectionReport("sms-x-1", "outgoing")
+    return run
+
+
+def archive_window(source: CappedListings, until: int, state: CursorState) -> set[int]:
+    """What one cycle would fetch for the window [START, until]: the listing, then what proves it whole."""
+    run = new_run(source)
+    fetched: set[int] = set()
+
+    def fetch(ids: list[int]) -> None:
+        for sms_id in ids:
+            fetched.add(sms_id)
+            assert run.times is not None
+            run.times[sms_id] = (START + dt.timedelta(seconds=source.created[sms_id])).timestamp()
+
+    window_end = START + dt.timedelta(seconds=until)
+    listed = run.list_ids(START, window_end, state)
+    fetch(listed)
+    run.prove_whole((START, window_end), listed, state, fetch)
+    return fetched
+
+
+records = st.dictionaries(st.integers(1, 10_000), st.integers(0, 600), min_size=0, max_size=120)
+
+
+@settings(max_examples=300, deadline=None)
+@given(created=records, cap_margin=st.integers(1, 40), keep=st.sampled_from(["newest", "oldest"]))
+def test_any_cap_larger_than_the_biggest_burst_loses_nothing(
+    created: dict[int, int], cap_margin: int, keep: str
+) -> None:
+    burst = max((list(created.values()).count(second) for second in set(created.values())), default=1)
+    source = CappedListings(created, cap=max(burst, 1) + cap_margin, keep=keep)
+    assert archive_window(source, 600, CursorState()) == set(created)
+
+
+@settings(max_examples=200, deadline=None)
+@given(created=records, keep=st.sampled_from(["newest", "oldest"]), cap=st.integers(2, 30))
+def test_a_listing_is_whole_or_the_cycle_fails(created: dict[int, int], keep: str, cap: int) -> None:
+    """Whatever the cap, even below a burst: every SMS is fetched, or the cycle fails loudly."""
+    source = CappedListings(created, cap=cap, keep=keep)
+    try:
+        fetched = archive_window(source, 600, CursorState())
+    except ListingCutError:
+        return
+    assert fetched == set(created)
+
+
+@settings(max_examples=100, deadline=None)
+@given(created=records)
+def test_uncut_listings_cost_at_most_two_more_calls(created: dict[int, int]) -> None:
+    source = CappedListings(created, cap=None, keep="newest")
+    state = CursorState()
+    assert archive_window(source, 600, state) == set(created)
+    assert source.calls <= 3 + 1  # the listing, behind, ahead (+ one history listing for a lone burst)
+
+
+def test_a_listing_shorter_than_the_longest_seen_costs_nothing_more() -> None:
+    source = CappedListings({sms_id: sms_id for sms_id in range(1, 50)}, cap=None, keep="newest")
+    state = CursorState(largest_listing=100)
+    assert archive_window(source, 600, state) == set(range(1, 50))
+    assert source.calls == 1
+
+
+@pytest.mark.parametrize("keep", ["newest", "oldest"])
+def test_a_burst_beyond_the_cap_names_its_second(keep: str) -> None:
+    created = {sms_id: 300 for sms_id in range(1, 7)} | {100 + sms_id: sms_id for sms_id in range(1, 20)}
+    source = CappedListings(created, cap=4, keep=keep)
+    with pytest.raises(ListingCutError, match="2026-01-01T00:05:00"):
+        archive_window(source, 600, CursorState())
