@@ -177,7 +177,10 @@ def _access_rule(method: str, path: str) -> str:
 
 
 def _register_endpoint(endpoint: str) -> str:
-    """python-ovh accepts only endpoint names: register a URL under a private name (fact sheet §5)."""
+    """python-ovh accepts only endpoint names: register a URL under a private name.
+
+    See docs/ovh-api.md, "Calls we make".
+    """
     if not endpoint.startswith(("http://", "https://")):
         return endpoint
     name = "sms-archiver-" + hashlib.sha256(endpoint.encode()).hexdigest()[:12]
@@ -454,7 +457,7 @@ class OvhSource:
     ) -> Iterator[dict[str, str]]:
         """Yield the rows of OVH's CSV history export for ``[since, until]``, window by window.
 
-        A document covers at most 12 months (fact sheet §2): the range is cut into windows of 365
+        A document covers at most 12 months (docs/ovh-api.md, "CSV export"): the range is cut into windows of 365
         days, newest first (``since=None``: the last 365 days only, as far as the export reaches).
         Each document is generated at OVH, polled until ready, downloaded to a temporary file
         (memory stays flat), parsed by header name, and deleted at OVH. Raises

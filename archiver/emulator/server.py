@@ -2,7 +2,7 @@
 
 It verifies python-ovh 1.2.0 signatures, serves ``/1.0/sms/...`` and ``/1.0/me/document/...`` from
 in-memory data, and injects faults (latency, dropped connections, 429, 500, truncated JSON) on demand.
-Facts about the real API come from docs/ovh-sms-api.md; every behaviour the fact sheet marks UNKNOWN
+Facts about the real API come from docs/ovh-api.md; every behaviour it marks UNKNOWN
 is an assumption here, commented where it is made.
 
 Threading: one handler thread per connection (HTTP/1.1 keep-alive, as python-ovh uses a requests
@@ -64,10 +64,12 @@ Direction = Literal["outgoing", "incoming"]
 _DIRECTIONS: Final = ("outgoing", "incoming")
 _LOOPBACK: Final = "127.0.0.1"
 _API_PREFIXES: Final = ("/1.0", "/v1")
-# Third-party emulators and OVH's "Query out of time" message suggest a 180 s tolerance (fact sheet §6).
+# Third-party emulators and OVH's "Query out of time" message suggest a 180 s tolerance (docs/ovh-api.md,
+# "Clock").
 _TIMESTAMP_TOLERANCE_SECONDS: Final = 180
 _MAX_BATCH_IDS: Final = 500
-# The CSV export covers at most 12 months (fact sheet §7); a day of slack for leap years and rounding.
+# The CSV export covers at most 12 months (docs/ovh-api.md, "CSV export"); a day of slack for leap years
+# and rounding.
 _MAX_EXPORT_PERIOD: Final = timedelta(days=366)
 _DEFAULT_EXPORT_PERIOD: Final = timedelta(days=365)
 _DOCUMENT_GENERATION_SECONDS: Final = 0.3
@@ -77,7 +79,8 @@ _OUTGOING_INT_FILTERS: Final = ("deliveryReceipt", "differedDelivery", "ptt")
 _OUTGOING_STR_FILTERS: Final = ("batchID", "messageID", "receiver", "sender", "tag")
 _INCOMING_STR_FILTERS: Final = ("sender", "tag")
 
-# GET /sms/ptts texts, paraphrasing the OVH guide (fact sheet §3); durations are our reading of it.
+# GET /sms/ptts texts, paraphrasing the OVH guide (docs/ovh-api.md, "Delivery statuses"); durations are our
+# reading of it.
 _PTTS: Final[dict[int, tuple[str, str, str]]] = {
     1: ("Not delivered yet: problem on the phone side, being retried", "Intermediate state", "temporary"),
     2: (
