@@ -47,6 +47,7 @@ import sys
 import threading
 import time
 import zoneinfo
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -533,15 +534,23 @@ class Daemon:
     def _retention(self) -> str:
         assert self.source is not None and self.store is not None
         report = run_retention(self.settings, self.source, self.store, apply=True)
+        unmatchable: Counter[tuple[str, str]] = Counter()
         for decision in report.decisions:
+            unmatchable[(decision.service, decision.direction)] += 0  # each pair looked at: its gauge goes back to 0
             if decision.action == "deleted":
                 self.metrics.add_deletions(decision.service, decision.direction, 1)
+        for decision in report.unmatchable:
+            unmatchable[(decision.service, decision.direction)] += 1
+        self.metrics.set_unmatchable(unmatchable)
         if report.capped:
             raise ArchiverError(
                 f"retention cap reached: {report.capped} eligible record(s) kept "
                 "(SMS_ARCHIVER_RETENTION__MAX_DELETIONS_PER_RUN)"
             )
-        return f"{report.deleted} record(s) deleted at OVH, {report.count('keep')} kept"
+        summary = f"{report.deleted} record(s) deleted at OVH, {report.count('keep')} kept"
+        if report.unmatchable:
+            summary += f"; {len(report.unmatchable)} can never match their archived copy (see the log)"
+        return summary
 
     # -- compaction and verification -----------------------------------------------------------------
 

@@ -11,6 +11,8 @@ with ``sms_archiver_``:
     sms_archiver_cycle_duration_seconds                           histogram of successful archive cycles
     sms_archiver_last_success_timestamp_seconds{service,direction}
     sms_archiver_deletions_total{service,direction}               records deleted at OVH by retention
+    sms_archiver_unsettled_records_total{service,direction}       archived with a status not final after the lookback
+    sms_archiver_retention_unmatchable{service,direction}         records whose archived copy can never match (last run)
     sms_archiver_job_runs_total{job,outcome}                      ok, failed, interrupted
     sms_archiver_job_failures_total{job}
     sms_archiver_job_last_success_timestamp_seconds{job}
@@ -59,6 +61,8 @@ class CycleReport(Protocol):
     def direction(self) -> str: ...
     @property
     def rows_written(self) -> int: ...
+    @property
+    def unsettled(self) -> int: ...
     @property
     def malformed(self) -> int: ...
 
@@ -114,6 +118,18 @@ class Metrics:
         self.deletions = Counter(
             "sms_archiver_deletions", "SMS records deleted at OVH by retention.", pair, registry=registry
         )
+        self.unsettled_records = Counter(
+            "sms_archiver_unsettled_records",
+            "SMS archived with a delivery status still not final when the lookback ended (not re-checked again).",
+            pair,
+            registry=registry,
+        )
+        self.retention_unmatchable = Gauge(
+            "sms_archiver_retention_unmatchable",
+            "Records whose archived copy, read back, still differs from the API: retention can never delete them.",
+            pair,
+            registry=registry,
+        )
         self.job_runs = Counter(
             "sms_archiver_job_runs", "Daemon job runs, by outcome.", ["job", "outcome"], registry=registry
         )
@@ -151,6 +167,8 @@ class Metrics:
                 self.records_archived.labels(*labels).inc(report.rows_written)
                 if report.malformed:
                     self.malformed_records.labels(*labels).inc(report.malformed)
+                if report.unsettled:
+                    self.unsettled_records.labels(*labels).inc(report.unsettled)
                 self._pairs[labels] = now
                 self.last_success.labels(*labels).set(now)
             self._last_cycle = now
@@ -167,6 +185,11 @@ class Metrics:
             if retries > self._source_retries:
                 self.api_retries.inc(retries - self._source_retries)
                 self._source_retries = retries
+
+    def set_unmatchable(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """The last retention run's records that can never match, per service and direction."""
+        for (service, direction), count in counts.items():
+            self.retention_unmatchable.labels(service, direction).set(count)
 
     def add_deletions(self, service: str, direction: str, count: int) -> None:
         if count > 0:

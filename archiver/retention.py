@@ -85,6 +85,9 @@ class RetentionReport:
     deleted: int = 0
     capped: int = 0  # eligible records kept because the per-run cap was reached: the run failed
     purges: list[MonthPurge] = field(default_factory=list)
+    # Records whose archived copy, read back right after archiving them, still differs from the API: they
+    # could never be deleted. Reported (log, status, metrics), never kept silently.
+    unmatchable: list[Decision] = field(default_factory=list)
 
     def count(self, action: str) -> int:
         return sum(1 for decision in self.decisions if decision.action == action)
@@ -98,6 +101,7 @@ class RetentionReport:
             "younger": self.younger,
             "decisions": [asdict(decision) for decision in self.decisions],
             "archive_purges": [asdict(purge) for purge in self.purges],
+            "unmatchable": [asdict(decision) for decision in self.unmatchable],
         }
 
 
@@ -201,9 +205,38 @@ class _Run:
         if to_archive and self.apply:
             entries = write_parts(self.store, self.settings, service, direction, to_archive)
             record_parts(self.store, service, direction, entries)
+            self._read_back(service, direction, to_archive, decisions)
         decisions.sort(key=lambda decision: (decision.date, decision.id))
         self._apply_cap(decisions)
         return decisions
+
+    def _read_back(self, service: str, direction: Direction, written: list[Record], decisions: list[Decision]) -> None:
+        """Read what was just archived back through the archive's reader: it must now equal the API.
+
+        Otherwise the record could never be deleted (every run would find its copy "differs" and archive
+        it again): such records are reported with the reason, not kept silently forever.
+        """
+        zone = self.settings.archive.zone
+        wanted = {record.id: record for record in written}
+        newest_month = max(
+            (record.created.astimezone(zone).year, record.created.astimezone(zone).month) for record in written
+        )
+        read_back = {
+            record.id: record
+            for record, _stored, _problems in _archived_copies(
+                self.store, service, direction, set(wanted), newest_month
+            )
+        }
+        by_id = {decision.id: decision for decision in decisions}
+        for sms_id, live in wanted.items():
+            copy = read_back.get(sms_id)
+            differing = differing_columns(live, copy) if copy is not None else ["the whole record"]
+            if differing:
+                decision = by_id[sms_id]
+                decision.reason = (
+                    f"cannot match: archived now, but the archive reads back another version ({', '.join(differing)})"
+                )
+                self.report.unmatchable.append(decision)
 
     def _apply_cap(self, decisions: list[Decision]) -> None:
         for decision in decisions:
@@ -307,6 +340,13 @@ def run_retention(
                     run.delete(service, direction, decisions, lease)
             for direction in settings.archive.directions:
                 run.purge_archive(service, direction)
+    if run.report.unmatchable:
+        log.warning(
+            "retention_unmatchable",
+            count=len(run.report.unmatchable),
+            ids=[decision.id for decision in run.report.unmatchable[:20]],
+            reason=run.report.unmatchable[0].reason,
+        )
     log.info(
         "retention_done",
         run_id=run.report.run_id,

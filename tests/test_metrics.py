@@ -21,6 +21,7 @@ class Report:
     direction: str
     rows_written: int
     malformed: int = 0
+    unsettled: int = 0
 
 
 class Clock:
@@ -76,6 +77,17 @@ def test_jobs_and_deletions() -> None:
     assert sample(metrics, "sms_archiver_job_failures_total", job="compact") is None
     assert sample(metrics, "sms_archiver_job_last_success_timestamp_seconds", job="archive") == clock.now
     assert sample(metrics, "sms_archiver_deletions_total", service="sms-a", direction="outgoing") == 7
+
+
+def test_unsettled_statuses_and_unmatchable_copies_are_counted() -> None:
+    metrics = Metrics(max_age_seconds=3600)
+    metrics.observe_cycle([Report("sms-a", "outgoing", 10, unsettled=3)], seconds=1.0)
+    metrics.observe_cycle([Report("sms-a", "outgoing", 0, unsettled=1)], seconds=1.0)
+    assert sample(metrics, "sms_archiver_unsettled_records_total", service="sms-a", direction="outgoing") == 4
+    metrics.set_unmatchable({("sms-a", "outgoing"): 2, ("sms-a", "incoming"): 0})
+    assert sample(metrics, "sms_archiver_retention_unmatchable", service="sms-a", direction="outgoing") == 2
+    metrics.set_unmatchable({("sms-a", "outgoing"): 0})  # a later run found none: back to 0
+    assert sample(metrics, "sms_archiver_retention_unmatchable", service="sms-a", direction="outgoing") == 0
 
 
 def test_each_instance_has_its_own_registry() -> None:

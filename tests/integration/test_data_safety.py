@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from structlog.testing import capture_logs
 
 from archiver.config import load_settings
 from archiver.emulator import EmulatorServer, Faults, generate_sample_data
@@ -23,7 +24,7 @@ from archiver.records import parse_instant
 from archiver.retention import run_retention
 from archiver.source import OvhSource
 from archiver.state import LeaseInfo, load_state
-from archiver.store import Store
+from archiver.store import ObjectInfo, Store
 from tests.integration.helpers import (
     CREDENTIALS,
     PARIS,
@@ -287,3 +288,51 @@ def test_retention_sends_no_delete_once_its_lease_is_taken_over(
             run_retention(settings, source, cast(Store, store), apply=True)
         assert store.taken, "the takeover never happened: the test proves nothing"
         assert emulator.deleted == []
+
+
+class DropsParts:
+    """A store that acknowledges data parts without keeping them (a broken or lagging store)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+
+    def put(self, key: str, data: bytes, **options: Any) -> Any:
+        if parse_part_key(key) is not None:
+            return self.inner.head(key) or ObjectInfo(key, len(data), dt.datetime.now(dt.UTC), "", {})
+        return self.inner.put(key, data, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_copy_that_can_never_match_is_reported_not_kept_silently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with make_emulator(outgoing=60, incoming=0, days=90) as emulator:
+        storage = local_storage_env(tmp_path / "archive")
+        env = cli_env(
+            emulator,
+            storage,
+            SMS_ARCHIVER_ARCHIVE__DIRECTIONS="outgoing",
+            SMS_ARCHIVER_RETENTION__DIRECTIONS="outgoing",
+            SMS_ARCHIVER_RETENTION__ENABLED="true",
+            SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS="30",
+        )
+        assert run_cli("archive", env=env).code == 0
+        now = emulator.now()
+        changed = next(
+            sms_id
+            for sms_id, raw in emulator.outgoing(SERVICE).items()
+            if raw["ptt"] == 4 and (now - parse_instant(raw["creationDatetime"], PARIS)).days > 40
+        )
+        emulator.update_outgoing(SERVICE, changed, ptt=5)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = load_settings()
+        store = DropsParts(store_from_env(storage))
+        with OvhSource(settings.ovh) as source, capture_logs() as logs:
+            report = run_retention(settings, source, cast(Store, store), apply=True)
+        assert [decision.id for decision in report.unmatchable] == [changed]
+        assert report.unmatchable[0].reason.startswith("cannot match") and "ptt" in report.unmatchable[0].reason
+        assert [event["count"] for event in logs if event["event"] == "retention_unmatchable"] == [1]
+        assert ("outgoing", changed) not in {(d, i) for _s, d, i in emulator.deleted}
