@@ -268,6 +268,8 @@ class _DirectionRun:
             (low, high), ids = pending.pop()
             if not self.may_be_cut(ids, state):
                 continue
+            # Records an interrupted run wrote are not fetched again, so their times may be unknown: the
+            # span of the others lies inside the true one, so the listings below only look wider.
             stamps = [stamp for stamp in (self._created(sms_id, state) for sms_id in ids) if stamp is not None]
             if not stamps:
                 if self._shorter_than_a_listing(ids, high, state):
@@ -451,12 +453,9 @@ def archive_direction(
 
     listed = run.list_ids(since, until, state)
     lookback_floor = (until - dt.timedelta(hours=settings.archive.lookback_hours)).timestamp()
-    suspect = run.may_be_cut(listed, state)
-    # A listing to prove whole needs the creation time of each listed record: the records an
-    # interrupted run already wrote are fetched again then (rare: a resumed first cycle).
-    done = state.partial_done if not suspect else set()
-    if suspect:
-        run.times = {}
+    done = state.partial_done
+    if run.may_be_cut(listed, state):
+        run.times = {}  # proving the listing whole needs the creation times of its records
     new = sorted((set(listed) - state.known.keys() | state.retry) - done)
     recheck = sorted(
         sms_id

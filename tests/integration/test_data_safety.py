@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -16,9 +17,10 @@ from typing import Any, cast
 import pytest
 from structlog.testing import capture_logs
 
+from archiver.archive import archive_cycle
 from archiver.config import load_settings
 from archiver.emulator import EmulatorServer, Faults, generate_sample_data
-from archiver.errors import LeaseHeldError
+from archiver.errors import CycleInterrupted, LeaseHeldError
 from archiver.layout import lease_key, parse_part_key
 from archiver.records import parse_instant
 from archiver.retention import run_retention
@@ -336,3 +338,50 @@ def test_a_copy_that_can_never_match_is_reported_not_kept_silently(
         assert report.unmatchable[0].reason.startswith("cannot match") and "ptt" in report.unmatchable[0].reason
         assert [event["count"] for event in logs if event["event"] == "retention_unmatchable"] == [1]
         assert ("outgoing", changed) not in {(d, i) for _s, d, i in emulator.deleted}
+
+
+class StopOnFirstRecord:
+    """A progress listener that asks the cycle to stop (as SIGTERM does) once a record is fetched."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def start(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, count: int) -> None:
+        if count:
+            self.stop.set()
+
+    def finish(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("keep", ["newest", "oldest"])
+def test_an_interrupted_cycle_under_a_cap_resumes_without_refetching_and_loses_nothing(
+    keep: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with make_emulator(outgoing=60, incoming=0, faults=Faults(listing_cap=25, listing_cap_keep=keep)) as emulator:
+        storage = local_storage_env(tmp_path / "archive")
+        env = cli_env(
+            emulator,
+            storage,
+            SMS_ARCHIVER_ARCHIVE__DIRECTIONS="outgoing",
+            SMS_ARCHIVER_ARCHIVE__CHUNK_SIZE="10",
+            SMS_ARCHIVER_OVH__FETCH="per-id",  # one GET per record: the count says what was fetched
+        )
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = load_settings()
+        store = store_from_env(storage)
+        stop = threading.Event()
+        with OvhSource(settings.ovh) as source:
+            with pytest.raises(CycleInterrupted):
+                # Asked to stop as soon as a record is fetched: the cycle stops after its first chunk.
+                archive_cycle(settings, source, store, stop=stop, progress=StopOnFirstRecord(stop))
+            state = load_state(store, SERVICE, "outgoing")
+            assert state.partial_done, "the cycle was not interrupted mid-way"
+            emulator.stats.reset()
+            archive_cycle(settings, source, store)
+        assert emulator.stats.count("GET", "/sms/{sn}/outgoing/{id}") == 60 - 10, "the resumed cycle fetched again"
+        assert archive_contents(store)["outgoing"] == api_truth(emulator)["outgoing"]
