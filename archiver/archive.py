@@ -18,12 +18,14 @@ readers keep one row per id (the newest), so a part written twice is harmless.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -161,6 +163,43 @@ def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
         yield items[start : start + size]
 
 
+class CreationTimes:
+    """The creation instants of the records of listings being proven whole, as they are fetched.
+
+    Compact on purpose (a first run lists every id of the history): each listing's ids sorted, with
+    an array of instants beside them (unix seconds; NaN until fetched).
+    """
+
+    def __init__(self, ids: Iterable[int] = ()) -> None:
+        self.groups: list[tuple[list[int], array[float]]] = []
+        self.track(ids)
+
+    def track(self, ids: Iterable[int]) -> None:
+        ordered = sorted(set(ids))
+        self.groups.append((ordered, array("d", [math.nan]) * len(ordered)))
+
+    def _find(self, sms_id: int) -> tuple[array[float], int] | None:
+        for ordered, instants in self.groups:
+            index = bisect.bisect_left(ordered, sms_id)
+            if index < len(ordered) and ordered[index] == sms_id:
+                return instants, index
+        return None
+
+    def __contains__(self, sms_id: object) -> bool:
+        return isinstance(sms_id, int) and self._find(sms_id) is not None
+
+    def note(self, sms_id: int, created: float) -> None:
+        found = self._find(sms_id)
+        if found is not None:
+            found[0][found[1]] = created
+
+    def get(self, sms_id: int) -> float | None:
+        found = self._find(sms_id)
+        if found is None or math.isnan(found[0][found[1]]):
+            return None
+        return found[0][found[1]]
+
+
 class _DirectionRun:
     """The work of one cycle (or backfill) for one service and direction."""
 
@@ -182,8 +221,8 @@ class _DirectionRun:
         # Records created before this (unix time) are past their re-checks: one fetched with a status
         # that is not final is archived as it is and reported as unsettled.
         self.unsettled_before = 0.0
-        # Creation times of the records fetched, kept only while a listing must be proven whole.
-        self.times: dict[int, float] | None = None
+        # The creation times of the records of a listing being proven whole (None: no listing to prove).
+        self.times: CreationTimes | None = None
         self.settings = settings
         self.source = source
         self.store = store
@@ -237,7 +276,7 @@ class _DirectionRun:
         state.largest_listing = max(state.largest_listing, len(ids))
         return ids
 
-    def may_be_cut(self, ids: Sequence[int], state: CursorState) -> bool:
+    def may_be_cut(self, ids: Sized, state: CursorState) -> bool:
         """Whether a listing may have been cut by OVH: unless OVH once answered a longer one, it may.
 
         Whether OVH caps id listings, at what size and at which end, is UNKNOWN (docs/ovh-api.md,
@@ -262,9 +301,11 @@ class _DirectionRun:
         naming the window, before any cursor moves. Costs nothing for a listing shorter than the
         longest OVH answered; two listings for an uncut one; more only when OVH really cuts.
         """
-        seen = set(answer)
+        times = self.times
+        if times is None or not self.may_be_cut(answer, state):
+            return
         pending: list[tuple[tuple[dt.datetime | None, dt.datetime], Sequence[int]]] = [(window, answer)]
-        while pending:  # bounded: every round that adds work adds a new id to ``seen``
+        while pending:  # bounded: every round that adds work adds ids never seen before
             (low, high), ids = pending.pop()
             if not self.may_be_cut(ids, state):
                 continue
@@ -272,7 +313,7 @@ class _DirectionRun:
             # span of the others lies inside the true one, so the listings below only look wider.
             stamps = [stamp for stamp in (self._created(sms_id, state) for sms_id in ids) if stamp is not None]
             if not stamps:
-                if self._shorter_than_a_listing(ids, high, state):
+                if self._shorter_than_a_listing(len(ids), high, state):
                     continue
                 raise ListingCutError(
                     f"OVH's listing of {self.service} {self.direction} SMS created in {_span(low, high)} may be cut "
@@ -284,12 +325,12 @@ class _DirectionRun:
             ahead = (_instant(math.floor(newest)), high)
             for probe_window, edge in ((behind, math.floor(oldest)), (ahead, math.floor(newest))):
                 probe = self.list_ids(*probe_window, state)
-                fresh = sorted(set(probe) - seen)
+                fresh = sorted({sms_id for sms_id in probe if sms_id not in times})
                 if fresh:
-                    seen.update(fresh)
+                    times.track(fresh)
                     fetch(fresh)
                     pending.append((probe_window, probe))
-                elif self.may_be_cut(probe, state) and not self._shorter_than_a_listing(probe, high, state):
+                elif self.may_be_cut(probe, state) and not self._shorter_than_a_listing(len(probe), high, state):
                     raise ListingCutError(
                         f"OVH's listing of {self.service} {self.direction} SMS created in "
                         f"{_span(*probe_window)} came back full ({len(probe)} ids) with nothing new: more SMS share "
@@ -297,23 +338,23 @@ class _DirectionRun:
                         "the cursor stays before this window"
                     )
 
-    def _shorter_than_a_listing(self, probe: Sequence[int], high: dt.datetime, state: CursorState) -> bool:
+    def _created(self, sms_id: int, state: CursorState) -> float | None:
+        created = self.times.get(sms_id) if self.times is not None else None
+        if created is None and (known := state.known.get(sms_id)) is not None:
+            created = known.created
+        return created
+
+    def _shorter_than_a_listing(self, count: int, high: dt.datetime, state: CursorState) -> bool:
         """Whether OVH answers a listing longer than ``probe``, which then was not cut.
 
         Asked only when a listing full of SMS sharing one second brought nothing new: the longest
         listing seen may just be small (a young account). A listing of the whole history up to
         ``high`` answers as many ids as there are, or as the cap. A cap of one id is not plausible.
         """
-        if len(probe) <= 1:
+        if count <= 1:
             return True
         self.list_ids(None, high, state)
-        return not self.may_be_cut(probe, state)
-
-    def _created(self, sms_id: int, state: CursorState) -> float | None:
-        if self.times is not None and sms_id in self.times:
-            return self.times[sms_id]
-        known = state.known.get(sms_id)
-        return known.created if known is not None else None
+        return count < state.largest_listing
 
     def _export_worthwhile(self, count: int) -> bool:
         # A document costs a handful of calls: worth it only when batch would need more.
@@ -379,7 +420,7 @@ class _DirectionRun:
         for record in fetched.values():
             created = record.created.timestamp()
             if self.times is not None:
-                self.times[record.id] = created
+                self.times.note(record.id, created)
             if not record.final and created < self.unsettled_before:
                 self.report.unsettled += 1
             # Only what the next window may list again is worth remembering (keeps a backfill's state small).
@@ -455,7 +496,7 @@ def archive_direction(
     lookback_floor = (until - dt.timedelta(hours=settings.archive.lookback_hours)).timestamp()
     done = state.partial_done
     if run.may_be_cut(listed, state):
-        run.times = {}  # proving the listing whole needs the creation times of its records
+        run.times = CreationTimes(listed)  # proving the listing whole needs the creation times of its records
     new = sorted((set(listed) - state.known.keys() | state.retry) - done)
     recheck = sorted(
         sms_id
@@ -600,7 +641,7 @@ def backfill(
                 lookback = dt.timedelta(hours=settings.archive.lookback_hours)
                 run.unsettled_before = (source.now() - lookback).timestamp()
                 if run.may_be_cut(listed, scratch):
-                    run.times = {}
+                    run.times = CreationTimes(listed)
                 todo = sorted(set(listed) - scratch.known.keys())
                 run.report.since, run.report.until = since.isoformat(), until.isoformat()
                 run.report.listed = len(listed)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.archive import _DirectionRun
+from archiver.archive import CreationTimes, DirectionReport, _DirectionRun
 from archiver.errors import ListingCutError
 from archiver.state import CursorState
 
@@ -50,9 +50,7 @@ def new_run(source: CappedListings) -> _DirectionRun:
     run = _DirectionRun.__new__(_DirectionRun)
     run.source = source  # type: ignore[assignment]
     run.service, run.direction = "sms-x-1", "outgoing"
-    run.times = {}
-    from archiver.archive import DirectionReport
-
+    run.times = None
     run.report = DirectionReport("sms-x-1", "outgoing")
     return run
 
@@ -65,11 +63,13 @@ def archive_window(source: CappedListings, until: int, state: CursorState) -> se
     def fetch(ids: list[int]) -> None:
         for sms_id in ids:
             fetched.add(sms_id)
-            assert run.times is not None
-            run.times[sms_id] = (START + dt.timedelta(seconds=source.created[sms_id])).timestamp()
+            if run.times is not None:
+                run.times.note(sms_id, (START + dt.timedelta(seconds=source.created[sms_id])).timestamp())
 
     window_end = START + dt.timedelta(seconds=until)
     listed = run.list_ids(START, window_end, state)
+    if run.may_be_cut(listed, state):
+        run.times = CreationTimes(listed)
     fetch(listed)
     run.prove_whole((START, window_end), listed, state, fetch)
     return fetched
@@ -132,3 +132,15 @@ def test_a_burst_beyond_the_cap_names_its_second(keep: str) -> None:
     source = CappedListings(created, cap=4, keep=keep)
     with pytest.raises(ListingCutError, match="2026-01-01T00:05:00"):
         archive_window(source, 600, CursorState())
+
+
+@given(ids=st.lists(st.integers(0, 10**12), max_size=60), noted=st.data())
+def test_creation_times_remember_what_was_noted_and_nothing_else(ids: list[int], noted: st.DataObject) -> None:
+    times = CreationTimes(ids)
+    chosen = noted.draw(st.lists(st.sampled_from(ids), unique=True) if ids else st.just([]))
+    for position, sms_id in enumerate(chosen):
+        times.note(sms_id, float(position))
+    times.note(-1, 5.0)  # not tracked: ignored
+    assert all(sms_id in times for sms_id in ids) and -1 not in times
+    assert {sms_id: times.get(sms_id) for sms_id in chosen} == {sms_id: float(i) for i, sms_id in enumerate(chosen)}
+    assert all(times.get(sms_id) is None for sms_id in set(ids) - set(chosen))
