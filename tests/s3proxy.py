@@ -58,7 +58,7 @@ class IgnoringConditionsProxy:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as botocore expects
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+            def log_message(self, format: str, *args: object) -> None:
                 pass  # quiet: the tests' output is for the tests
 
             def _body(self) -> bytes:

@@ -125,7 +125,7 @@ def test_is_stale_a_reused_pid_is_not_its_holder() -> None:
     holder_namespace=st.sampled_from(["", OUR_NAMESPACE, "boot/pid:[4026532000]"]),
     our_namespace=st.sampled_from(["", OUR_NAMESPACE, "boot/pid:[4026532001]"]),
     pid=st.sampled_from([os.getpid(), DEAD_PID, 1]),
-    expires_in=st.integers(min_value=-10**6, max_value=10**6),
+    expires_in=st.integers(min_value=-(10**6), max_value=10**6),
 )
 def test_is_stale_by_pid_only_inside_one_pid_namespace(
     host: str, holder_namespace: str, our_namespace: str, pid: int, expires_in: int

@@ -28,9 +28,8 @@ from archiver.store import LocalStore, ObjectInfo, S3Store, Store, open_store
 if TYPE_CHECKING:
     from conftest import S3Target
 
-    from tests.s3proxy import IgnoringConditionsProxy
-
     from archiver.config import StorageSettings
+    from tests.s3proxy import IgnoringConditionsProxy
 
 
 @dataclass
