@@ -91,31 +91,31 @@ LIVE = 600.0
 EXPIRED = -1.0
 
 
+NO_NAMESPACE = pytest.mark.skipif(not OUR_NAMESPACE, reason="this system does not tell its PID namespace")
+IS_STALE_TABLE: list[tuple[str, LeaseInfo | None, str, bool]] = [
+    ("no lease object readable", None, OUR_NAMESPACE, True),
+    ("expired, holder alive", held_by("x", pid=os.getpid(), expires_in=EXPIRED), OUR_NAMESPACE, True),
+    ("expires exactly now", held_by("x", pid=os.getpid(), expires_in=0), OUR_NAMESPACE, True),
+    ("released by its holder", dataclasses.replace(held_by("x", pid=os.getpid()), released=True), "", True),
+    ("live, holder alive here", held_by("x", pid=os.getpid()), OUR_NAMESPACE, False),
+    ("live, holder dead, same host and namespace", held_by("x"), OUR_NAMESPACE, True),
+    ("live, holder dead, another host", dataclasses.replace(held_by("x"), host="elsewhere"), OUR_NAMESPACE, False),
+    ("live, dead pid in another PID namespace", held_by("x", namespace="boot/pid:[1]"), OUR_NAMESPACE, False),
+    ("live, holder's namespace unknown (old lease)", held_by("x", namespace=""), OUR_NAMESPACE, False),
+    ("live, our namespace unknown", held_by("x"), "", False),
+]
+
+
+@NO_NAMESPACE
 @pytest.mark.parametrize(
-    ("case", "info", "our_namespace", "stale"),
-    [
-        ("no lease object readable", None, OUR_NAMESPACE, True),
-        ("expired, holder alive", held_by("x", pid=os.getpid(), expires_in=EXPIRED), OUR_NAMESPACE, True),
-        ("expires exactly now", held_by("x", pid=os.getpid(), expires_in=0), OUR_NAMESPACE, True),
-        ("released by its holder", dataclasses.replace(held_by("x", pid=os.getpid()), released=True), "", True),
-        ("live, holder alive here", held_by("x", pid=os.getpid()), OUR_NAMESPACE, False),
-        ("live, holder dead, same host and namespace", held_by("x"), OUR_NAMESPACE, True),
-        ("live, holder dead, another host", dataclasses.replace(held_by("x"), host="elsewhere"), OUR_NAMESPACE, False),
-        ("live, dead pid in another PID namespace", held_by("x", namespace="boot/pid:[1]"), OUR_NAMESPACE, False),
-        ("live, holder's namespace unknown (old lease)", held_by("x", namespace=""), OUR_NAMESPACE, False),
-        ("live, our namespace unknown", held_by("x"), "", False),
-    ],
-    ids=lambda value: value if isinstance(value, str) else "",
+    ("case", "info", "our_namespace", "stale"), [pytest.param(*row, id=row[0]) for row in IS_STALE_TABLE]
 )
 def test_is_stale(case: str, info: LeaseInfo | None, our_namespace: str, stale: bool) -> None:
-    if our_namespace and not OUR_NAMESPACE:
-        pytest.skip("this system does not tell its PID namespace")
     assert is_stale(info, T0, host=HOST, pid_namespace=our_namespace) is stale, case
 
 
+@NO_NAMESPACE
 def test_is_stale_a_reused_pid_is_not_its_holder() -> None:
-    if not OUR_NAMESPACE:
-        pytest.skip("this system does not tell its PID namespace")
     info = dataclasses.replace(held_by("x", pid=os.getpid()), pid_started="1")  # this pid, started at another time
     assert is_stale(info, T0, host=HOST, pid_namespace=OUR_NAMESPACE) is True
 
@@ -138,6 +138,8 @@ def test_is_stale_by_pid_only_inside_one_pid_namespace(
         assert not stale  # a pid from another PID space says nothing about the holder
     elif pid == os.getpid():
         assert not stale  # that is us, alive
+    elif pid == DEAD_PID:
+        assert stale  # a holder of our PID space that no longer runs: no need to wait for its expiry
 
 
 def test_current_pid_namespace_names_boot_and_namespace() -> None:
@@ -332,9 +334,8 @@ def test_renew_if_due_costs_nothing_until_a_third_of_the_ttl_is_gone(tmp_path: P
     assert held.info is not None and held.info.expires == clock.now + dt.timedelta(seconds=TTL)
 
 
+@NO_NAMESPACE
 def test_a_dead_holder_in_another_pid_namespace_is_not_taken_over(tmp_path: Path) -> None:
-    if not OUR_NAMESPACE:
-        pytest.skip("this system does not tell its PID namespace")
     store = LocalStore(tmp_path)
     store.put(lease_key(SERVICE), held_by("container-b", namespace="other-boot/pid:[4026532999]").to_json())
     with pytest.raises(LeaseHeldError):
