@@ -790,6 +790,7 @@ class LocalStore:
     """
 
     conditional_writes_supported = True
+    emulation_reason = ""  # as on S3Store: conditional writes here are real (a link, a file lock)
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory).absolute()
