@@ -511,7 +511,7 @@ def archive_direction(
     run.remember_from = run.unsettled_before = keep_from
 
     def checkpoint(current: CursorState) -> None:
-        save_state(store, service, direction, current)
+        save_state(store, service, direction, current, lease=lease)
 
     run.fetch_and_write([*new, *recheck], state, checkpoint=checkpoint, window=(since, until))
 
@@ -533,7 +533,7 @@ def archive_direction(
     run.report.seconds = round(time.monotonic() - started, 3)
     run.report.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     state.last_cycle = run.report.as_dict()
-    save_state(store, service, direction, state)
+    save_state(store, service, direction, state, lease=lease)
     run.log.info("cursor_advanced", cursor=until.isoformat(), **_counts(run.report))
     return run.report
 

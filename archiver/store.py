@@ -15,6 +15,7 @@ spaces, because S3 carries them as HTTP headers and would not give anything else
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import email.utils
 import errno
@@ -27,6 +28,8 @@ import re
 import secrets
 import stat
 import tempfile
+import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -236,6 +239,8 @@ def open_store(settings: StorageSettings) -> S3Store | LocalStore:
 # Error codes that mean "someone else changed the object first" for a conditional write.
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+# Metadata an emulated conditional write carries so that its read-back can tell it from a rival's.
+_WRITE_NONCE = "write-nonce"
 
 _HINTS = {
     "NoSuchBucket": "the bucket does not exist: create it or fix SMS_ARCHIVER_STORAGE__URL",
@@ -336,13 +341,25 @@ class _S3Reader(io.RawIOBase):
 class S3Store:
     """An S3-compatible bucket (optionally under a prefix), through one boto3 client.
 
-    ``conditional_writes_supported`` is False when conditional writes are emulated (setting
-    ``conditional_writes="off"``, or ``"auto"`` once the store refused the headers): each
-    conditional write then becomes a head, a comparison and a put, which is not atomic.
+    Conditional writes (``If-None-Match``/``If-Match``) are proved, not assumed: before its first
+    conditional write (or in ``check``) the store writes a probe twice and a wrong ``If-Match``
+    once; both repeats must be refused. Some stores refuse the headers, others accept and ignore
+    them (every write wins): on either, with ``conditional_writes="auto"`` (or ``"off"``) they are
+    emulated and ``conditional_writes_supported`` is False; ``"on"`` refuses to go on.
+
+    An emulated conditional write is a head, a comparison, a put carrying a random nonce in its
+    metadata, a short settle, and a read-back that must still find that nonce: a rival whose put
+    landed after ours makes ours fail. Two rivals can still both pass when one stalls longer than
+    the settle between its head and its put; the lease's fencing token (``archiver.state``)
+    catches that at the next state write.
     """
 
     # Objects per list_objects_v2 call; tests lower it to exercise pagination.
     list_page_size = 1000
+    # Seconds an emulated conditional write waits before reading back: a rival that looked at the
+    # object before our put lands its own put within a request's time, so waiting longer than that
+    # lets the read-back see it. Emulation only (lease writes, a few per cycle).
+    emulated_settle_seconds = 1.0
 
     def __init__(self, settings: StorageSettings, *, session: boto3.session.Session | None = None) -> None:
         """Build the client from ``settings``; ``session`` lets callers share one (loading it is slow)."""
@@ -358,6 +375,12 @@ class S3Store:
         self._timeout_seconds = settings.timeout_seconds
         self._conditional_mode = settings.conditional_writes
         self.conditional_writes_supported = settings.conditional_writes != "off"
+        # Why conditional writes are emulated ("" while they are not).
+        self.emulation_reason = (
+            "SMS_ARCHIVER_STORAGE__CONDITIONAL_WRITES=off" if settings.conditional_writes == "off" else ""
+        )
+        self._conditions_proved = settings.conditional_writes == "off"  # nothing to prove when off
+        self._probe_lock = threading.Lock()
         self._emulation_warned = False
         self._lock_mode = settings.object_lock_mode
         self._lock_days = settings.object_lock_days
@@ -417,8 +440,9 @@ class S3Store:
     def check(self) -> None:
         """Prove the bucket exists and takes writes: head it, then write and delete a probe.
 
-        With ``conditional_writes="auto"`` the probe is a conditional write, so afterwards
-        ``conditional_writes_supported`` tells what the store does.
+        Unless ``conditional_writes="off"``, the probe also proves that conditional writes are
+        enforced (see the class), so afterwards ``conditional_writes_supported`` tells what the
+        store does; ``"on"`` raises ``StorageError`` on a store that does not enforce them.
         """
         try:
             self._client.head_bucket(Bucket=self.bucket)
@@ -433,9 +457,65 @@ class S3Store:
             raise StorageError(f"check of {self.describe()} failed: {detail}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"check of {self.describe()} failed: {_explain(exc, self._timeout_seconds)}") from exc
-        probe = f"_state/.probe-{secrets.token_hex(8)}"
-        self._conditional_put("check (write probe)", probe, b"probe\n", {}, if_none_match=True)
-        self._delete("check (delete probe)", probe)
+        if self._conditional_mode == "off":
+            probe = f"_state/.probe-{secrets.token_hex(8)}"
+            self._put_object("check (write probe)", probe, b"probe\n", {})
+            self._delete("check (delete probe)", probe)
+        else:
+            self._prove_conditional_writes(force=True)
+
+    def _prove_conditional_writes(self, *, force: bool = False) -> None:
+        """Find out, once per store object, whether the store enforces conditional writes.
+
+        A fresh key is written with ``If-None-Match: *`` twice (the second must be refused), then
+        with an ``If-Match`` naming another etag (refused too). A store that takes either repeat
+        ignores the headers: a lease on it would be no fence at all.
+        """
+        with self._probe_lock:
+            if self._conditions_proved and not force:
+                return
+            probe = f"_state/.probe-{secrets.token_hex(8)}"
+            try:
+                ignored = self._probe_ignores_conditions(probe)
+            except _ConditionalWritesUnsupported as unsupported:
+                self._conditional_writes_missing(
+                    f"the store answered {_error_code(unsupported.cause)} to a conditional write", unsupported.cause
+                )
+            else:
+                if ignored:
+                    self._conditional_writes_missing(
+                        f"the store ignores {ignored}: it accepted a write it had to refuse", None
+                    )
+            finally:
+                self._delete("check (delete probe)", probe)
+            self._conditions_proved = True
+
+    def _probe_ignores_conditions(self, probe: str) -> str:
+        """Return the header the store ignored on ``probe`` ("" if it enforced both)."""
+        operation = "check (conditional write probe)"
+        first = self._put_object(operation, probe, b"probe 1\n", {}, if_none_match=True)
+        try:
+            self._put_object(operation, probe, b"probe 2\n", {}, if_none_match=True)
+            return "If-None-Match"
+        except PreconditionFailed:
+            pass
+        wrong = hashlib.md5(first.etag.encode(), usedforsecurity=False).hexdigest()
+        try:
+            self._put_object(operation, probe, b"probe 3\n", {}, if_match=wrong)
+            return "If-Match"
+        except PreconditionFailed:
+            return ""
+
+    def _conditional_writes_missing(self, reason: str, cause: Exception | None) -> None:
+        """Emulate from now on (``auto``/``off``), or refuse (``on``); warn once."""
+        if self._conditional_mode == "on":
+            raise StorageError(
+                f"{self.describe()} does not support conditional writes ({reason}); the single-writer lease"
+                " needs them: set SMS_ARCHIVER_STORAGE__CONDITIONAL_WRITES=auto (or off) to emulate them"
+            ) from cause
+        self.conditional_writes_supported = False
+        self.emulation_reason = reason
+        self._warn_emulated(reason)
 
     def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None, lock: bool = False) -> ObjectInfo:
         return self._put_object("put", _check_key(key), data, _normalize_metadata(metadata), lock=lock)
@@ -521,29 +601,45 @@ class S3Store:
         if_none_match: bool = False,
         if_match: str | None = None,
     ) -> ObjectInfo:
-        reason = "SMS_ARCHIVER_STORAGE__CONDITIONAL_WRITES=off"
+        self._prove_conditional_writes()
         if self.conditional_writes_supported:
             try:
                 return self._put_object(operation, key, data, metadata, if_none_match=if_none_match, if_match=if_match)
             except _ConditionalWritesUnsupported as unsupported:
+                # A store may refuse the headers later than the probe (e.g. on other keys).
                 code = _error_code(unsupported.cause)
-                if self._conditional_mode == "on":
-                    raise StorageError(
-                        f"{operation} {key!r} on {self.describe()} failed: the store does not support"
-                        f" conditional writes ({code}); set SMS_ARCHIVER_STORAGE__CONDITIONAL_WRITES=off"
-                        " (or auto) to emulate them, best effort"
-                    ) from unsupported.cause
-                self.conditional_writes_supported = False
-                reason = f"the store answered {code} to a conditional write"
-        self._warn_emulated(reason)
-        # Emulation: another writer can slip in between this head and the put below. Content-named
-        # parts stay correct regardless; the lease is only best effort on such a store.
+                self._conditional_writes_missing(f"the store answered {code} to a conditional write", unsupported.cause)
+        self._warn_emulated(self.emulation_reason)
+        return self._emulated_conditional_put(
+            operation, key, data, metadata, if_none_match=if_none_match, if_match=if_match
+        )
+
+    def _emulated_conditional_put(
+        self,
+        operation: str,
+        key: str,
+        data: bytes,
+        metadata: dict[str, str],
+        *,
+        if_none_match: bool,
+        if_match: str | None,
+    ) -> ObjectInfo:
+        """Head, compare, put with a random nonce, settle, read back: see the class docstring."""
         current = self._head(operation, key)
         if if_none_match and current is not None:
             raise PreconditionFailed(f"{operation} {key!r} on {self.describe()}: an object already exists")
         if if_match is not None and (current is None or current.etag != if_match):
             raise PreconditionFailed(f"{operation} {key!r} on {self.describe()}: the object changed")
-        return self._put_object(operation, key, data, metadata)
+        token = secrets.token_hex(16)
+        written = self._put_object(operation, key, data, {**metadata, _WRITE_NONCE: token})
+        if self.emulated_settle_seconds > 0:
+            time.sleep(self.emulated_settle_seconds)
+        landed = self._head(operation, key)
+        if landed is None or landed.metadata.get(_WRITE_NONCE) != token:
+            raise PreconditionFailed(
+                f"{operation} {key!r} on {self.describe()}: another writer replaced it at the same time"
+            )
+        return dataclasses.replace(written, metadata=dict(metadata))
 
     def _warn_emulated(self, reason: str) -> None:
         if self._emulation_warned:
@@ -553,7 +649,10 @@ class S3Store:
             "conditional_writes_emulated",
             store=self.describe(),
             reason=reason,
-            protection="best effort: concurrent instances could both win a write",
+            protection=(
+                "best effort: each lease write is read back, and every state write checks the lease and its"
+                " fencing token; two instances could still both write parts for a moment (content-named: harmless)"
+            ),
         )
 
     def get(self, key: str) -> bytes:
@@ -691,6 +790,7 @@ class LocalStore:
     """
 
     conditional_writes_supported = True
+    emulation_reason = ""  # as on S3Store: conditional writes here are real (a link, a file lock)
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory).absolute()

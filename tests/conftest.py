@@ -12,6 +12,8 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from tests.s3proxy import IgnoringConditionsProxy, ignoring_conditions_proxy
+
 
 @dataclass(frozen=True, slots=True)
 class S3Server:
@@ -102,3 +104,19 @@ def s3_bucket(s3_server: S3Server) -> Iterator[S3Target]:
         client.delete_bucket(Bucket=bucket)
     except client.exceptions.NoSuchBucket:
         pass
+
+
+@pytest.fixture
+def ignoring_proxy(s3_server: S3Server) -> Iterator[IgnoringConditionsProxy]:
+    """A proxy on 127.0.0.1 in front of the moto server that strips ``If-None-Match``/``If-Match``."""
+    with ignoring_conditions_proxy(s3_server.endpoint_url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def s3_ignoring_conditions(s3_bucket: S3Target, ignoring_proxy: IgnoringConditionsProxy) -> S3Target:
+    """The ``s3_bucket`` seen through a store that accepts conditional headers and ignores them."""
+    env = dict(s3_bucket.env, SMS_ARCHIVER_STORAGE__ENDPOINT_URL=ignoring_proxy.url)
+    return S3Target(
+        endpoint_url=ignoring_proxy.url, bucket=s3_bucket.bucket, url=s3_bucket.url, env=env, server=s3_bucket.server
+    )

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from conftest import S3Target
 
     from archiver.config import StorageSettings
+    from tests.s3proxy import IgnoringConditionsProxy
 
 
 @dataclass
@@ -577,3 +578,91 @@ def test_open_store_rejects_other_urls(url: str) -> None:
         ConfigError, match=r"SMS_ARCHIVER_STORAGE__URL: .*expected s3://bucket\[/prefix\] or file:///path"
     ):
         open_store(storage_settings(url))
+
+
+# ---------------------------------------------------------------------------------------------
+# A store that accepts conditional headers and ignores them (a real proxy in front of moto)
+
+
+def emulation_warnings(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [entry for entry in logs if entry["event"] == "conditional_writes_emulated"]
+
+
+def test_s3_check_on_a_store_honouring_conditions_keeps_them(s3_bucket: S3Target) -> None:
+    store = s3_store(s3_bucket)
+    with capture_logs() as logs:
+        store.check()
+        store.put_if_absent(KEY, b"one")
+    assert store.conditional_writes_supported is True
+    assert emulation_warnings(logs) == []
+
+
+def test_s3_check_detects_a_store_that_ignores_conditions(
+    s3_ignoring_conditions: S3Target, ignoring_proxy: IgnoringConditionsProxy
+) -> None:
+    store = s3_store(s3_ignoring_conditions)
+    with capture_logs() as logs:
+        store.check()
+        store.check()
+        store.put_if_absent(KEY, b"one")
+    assert ignoring_proxy.stripped > 0  # the headers were sent, and dropped on the way
+    assert store.conditional_writes_supported is False
+    warnings = emulation_warnings(logs)
+    assert len(warnings) == 1
+    assert warnings[0]["log_level"] == "warning"
+    assert "ignores" in warnings[0]["reason"]
+    # The probes leave nothing behind.
+    assert [info.key for info in store.list("")] == [KEY]
+
+
+def test_s3_first_conditional_write_detects_a_store_that_ignores_conditions(s3_ignoring_conditions: S3Target) -> None:
+    # archive, retention and backfill take the lease without calling check(): the store must find out itself.
+    store = s3_store(s3_ignoring_conditions)
+    with capture_logs() as logs:
+        first = store.put_if_absent(KEY, b"one")
+        with pytest.raises(PreconditionFailed):
+            store.put_if_absent(KEY, b"two")
+        with pytest.raises(PreconditionFailed):
+            store.put_if_match(KEY, b"three", md5(b"something else"))
+        second = store.put_if_match(KEY, b"four", first.etag)
+        with pytest.raises(PreconditionFailed):
+            store.put_if_match(KEY, b"five", first.etag)  # the etag moved on with "four"
+    assert store.get(KEY) == b"four"
+    assert second.etag == md5(b"four")
+    assert store.conditional_writes_supported is False
+    assert len(emulation_warnings(logs)) == 1
+
+
+def test_s3_conditional_writes_on_refuses_a_store_that_ignores_them(s3_ignoring_conditions: S3Target) -> None:
+    store = s3_store(s3_ignoring_conditions, conditional_writes="on")
+    with pytest.raises(StorageError, match="SMS_ARCHIVER_STORAGE__CONDITIONAL_WRITES") as caught:
+        store.put_if_absent(KEY, b"one")
+    assert not isinstance(caught.value, PreconditionFailed)
+    assert "ignores" in str(caught.value)
+    with pytest.raises(StorageError, match="SMS_ARCHIVER_STORAGE__CONDITIONAL_WRITES"):
+        store.check()
+    assert store.head(KEY) is None
+    assert list(store.list("")) == []
+
+
+def test_s3_emulated_write_loses_to_a_writer_that_slips_in_before_its_read_back(s3_bucket: S3Target) -> None:
+    """The adversary: another instance writes between our put and our read-back; we must not win too."""
+    store = s3_store(s3_bucket, conditional_writes="off")
+    store.emulated_settle_seconds = 0
+    client = s3_bucket.client()
+    heads = 0
+
+    def rival_writes_after_our_put(**_: Any) -> None:
+        nonlocal heads
+        heads += 1
+        if heads == 2:  # 1: the emulation's head before its put; 2: its read-back
+            client.put_object(Bucket=s3_bucket.bucket, Key=f"archive/{KEY}", Body=b"rival")
+
+    store._client.meta.events.register("before-call.s3.HeadObject", rival_writes_after_our_put)
+    with pytest.raises(PreconditionFailed, match="another writer"):
+        store.put_if_absent(KEY, b"ours")
+    assert store.get(KEY) == b"rival"
+    heads = 0
+    with pytest.raises(PreconditionFailed, match="another writer"):
+        store.put_if_match(KEY, b"ours again", md5(b"rival"))
+    assert store.get(KEY) == b"rival"

@@ -14,7 +14,7 @@ import pytest
 from archiver.config import load_settings
 from archiver.errors import StorageError
 from archiver.layout import lease_key
-from archiver.state import LeaseInfo, load_state
+from archiver.state import LeaseInfo, current_pid_namespace, load_state, read_lease
 from tests.conftest import S3Target
 from tests.integration.helpers import (
     CREDENTIALS,
@@ -166,7 +166,16 @@ def test_second_instance_is_refused_and_dead_holder_is_taken_over(emulator, tmp_
     now = dt.datetime.now(dt.UTC)
 
     def hold(pid: int) -> None:
-        info = LeaseInfo("someone", socket.gethostname(), pid, "", now, now + dt.timedelta(minutes=10))
+        # A holder in this PID namespace: only there does a pid tell whether the holder still runs.
+        info = LeaseInfo(
+            "someone",
+            socket.gethostname(),
+            pid,
+            "",
+            now,
+            now + dt.timedelta(minutes=10),
+            pid_namespace=current_pid_namespace(),
+        )
         store.put(lease_key(SERVICE), info.to_json())
 
     hold(os.getpid())  # a live process of this host: this test itself
@@ -179,7 +188,7 @@ def test_second_instance_is_refused_and_dead_holder_is_taken_over(emulator, tmp_
     taken = run_cli("archive", env=env)
     assert taken.code == 0, taken.stderr
     assert taken.events("lease_taken_over")
-    assert store.head(lease_key(SERVICE)) is None  # released at the end
+    assert read_lease(store, SERVICE) is None  # released at the end
 
 
 def test_api_storms_are_retried(tmp_path: Path) -> None:

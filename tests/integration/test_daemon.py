@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from archiver.config import load_settings
 from archiver.layout import daemon_status_key, lease_key
-from archiver.state import LeaseInfo, load_state
+from archiver.state import LeaseInfo, load_state, read_lease
 from archiver.status import show_status
 from tests.integration.helpers import (
     CREDENTIALS,
@@ -324,7 +324,7 @@ def test_sigterm_during_a_slow_cycle_stops_at_a_safe_point(tmp_path: Path) -> No
         state = load_state(store, SERVICE, "outgoing")
         assert state.cursor is None and state.partial_until is not None  # stopped mid-cycle, checkpointed
         assert_archive_is_a_correct_subset(store, truth)
-        assert store.head(lease_key(SERVICE)) is None  # released on the way out
+        assert read_lease(store, SERVICE) is None  # released on the way out
 
         emulator.faults.latency_seconds = 0
         resumed = run_cli("archive", env=cli_env(emulator, storage))
