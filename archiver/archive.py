@@ -33,7 +33,7 @@ import structlog
 
 from archiver.config import Direction, Settings
 from archiver.csvfile import EncodedPart, encode_rows
-from archiver.errors import CycleInterrupted, ListingCutError, MalformedRecordError
+from archiver.errors import CycleInterrupted, LeaseHeldError, ListingCutError, MalformedRecordError
 from archiver.layout import part_key, part_name
 from archiver.manifest import PartEntry, record_parts, row_key
 from archiver.records import COLUMNS, Record, parse_api_record, parse_export_row
@@ -84,6 +84,7 @@ class DirectionReport:
     listings: int = 0  # id listings made, the extra ones that prove a listing whole included
     unsettled: int = 0  # SMS whose status was still not final when the lookback ended: archived as they were
     clock_offset_seconds: int = 0  # OVH's clock minus ours
+    skipped: str = ""  # why this service was left to another instance this cycle (its lease is held)
     api_calls: int = 0
     seconds: float = 0.0
     finished_at: str = ""
@@ -569,34 +570,56 @@ def archive_cycle(
 ) -> list[DirectionReport]:
     """Archive every configured service and direction once; raise on the first failure.
 
-    A failure leaves each cursor where its last durable data put it. ``stop`` (set by a signal
-    handler) ends the cycle at the next safe point with ``CycleInterrupted``.
+    A service whose lease another live instance holds (or takes over mid-way) is left to it for this
+    cycle: reported (``service_skipped``, a report with ``skipped``) and the cycle goes on with the
+    others, so several instances on one bucket share the services. ``LeaseHeldError`` only when every
+    service was held. A failure leaves each cursor where its last durable data put it. ``stop`` (set by
+    a signal handler) ends the cycle at the next safe point with ``CycleInterrupted``.
     """
     # OVH's clock, not ours: windows and cursors are compared with OVH's timestamps.
     offset = source.clock_offset_seconds()
     now = now or source.now()
     reports: list[DirectionReport] = []
-    for service in resolve_services(settings, source):
-        with Lease(
-            store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
-        ) as lease:
-            for direction in settings.archive.directions:
-                if stop is not None and stop.is_set():
-                    raise CycleInterrupted("stopped between services/directions")
-                reports.append(
-                    archive_direction(
-                        settings,
-                        source,
-                        store,
-                        service,
-                        direction,
-                        lease=lease,
-                        now=now,
-                        progress=progress or SilentProgress(),
-                        stop=stop,
+    services = resolve_services(settings, source)
+    held: list[str] = []
+    for service in services:
+        done = len(reports)
+        try:
+            with Lease(
+                store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
+            ) as lease:
+                for direction in settings.archive.directions:
+                    if stop is not None and stop.is_set():
+                        raise CycleInterrupted("stopped between services/directions")
+                    reports.append(
+                        archive_direction(
+                            settings,
+                            source,
+                            store,
+                            service,
+                            direction,
+                            lease=lease,
+                            now=now,
+                            progress=progress or SilentProgress(),
+                            stop=stop,
+                        )
                     )
-                )
-                reports[-1].clock_offset_seconds = offset
+                    reports[-1].clock_offset_seconds = offset
+        except LeaseHeldError as error:
+            held.append(service)
+            log.warning("service_skipped", service=service, reason=str(error))
+            finished = {report.direction for report in reports[done:]}
+            reports.extend(
+                DirectionReport(service, direction, skipped=str(error), clock_offset_seconds=offset)
+                for direction in settings.archive.directions
+                if direction not in finished
+            )
+    if held and len(held) == len(services):
+        raise LeaseHeldError(
+            f"every service is being archived by other instances ({', '.join(held)}); nothing to do this cycle"
+            if len(held) > 1
+            else next(report.skipped for report in reports if report.skipped)
+        )
     return reports
 
 

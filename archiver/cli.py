@@ -107,6 +107,9 @@ def _print_reports(reports: Sequence[DirectionReport], title: str) -> None:
     ):
         table.add_column(column, justify="left" if column in ("service", "direction") else "right")
     for report in reports:
+        if report.skipped:
+            table.add_row(report.service, report.direction, "skipped: another instance holds its lease")
+            continue
         table.add_row(
             report.service,
             report.direction,

@@ -504,6 +504,9 @@ class Daemon:
         self.metrics.observe_cycle(reports, seconds)
         rows = sum(report.rows_written for report in reports)
         summary = f"{rows} rows written for {len(reports)} service/direction pair(s) in {seconds:.1f} s"
+        skipped = sorted({report.service for report in reports if report.skipped})
+        if skipped:
+            summary += f"; left to other instances (lease held): {', '.join(skipped)}"
         malformed = sum(report.malformed for report in reports)
         if malformed:
             log.warning("malformed_records_skipped", count=malformed, hint="they are retried on every cycle")

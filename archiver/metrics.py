@@ -11,6 +11,7 @@ with ``sms_archiver_``:
     sms_archiver_cycle_duration_seconds                           histogram of successful archive cycles
     sms_archiver_last_success_timestamp_seconds{service,direction}
     sms_archiver_deletions_total{service,direction}               records deleted at OVH by retention
+    sms_archiver_services_skipped_total{service,direction}        cycles that left it to another instance (lease held)
     sms_archiver_unsettled_records_total{service,direction}       archived with a status not final after the lookback
     sms_archiver_retention_unmatchable{service,direction}         records whose archived copy can never match (last run)
     sms_archiver_job_runs_total{job,outcome}                      ok, failed, interrupted
@@ -63,6 +64,8 @@ class CycleReport(Protocol):
     def rows_written(self) -> int: ...
     @property
     def unsettled(self) -> int: ...
+    @property
+    def skipped(self) -> str: ...
     @property
     def malformed(self) -> int: ...
 
@@ -118,6 +121,12 @@ class Metrics:
         self.deletions = Counter(
             "sms_archiver_deletions", "SMS records deleted at OVH by retention.", pair, registry=registry
         )
+        self.services_skipped = Counter(
+            "sms_archiver_services_skipped",
+            "Cycles that left a service and direction to another instance holding its lease.",
+            pair,
+            registry=registry,
+        )
         self.unsettled_records = Counter(
             "sms_archiver_unsettled_records",
             "SMS archived with a delivery status still not final when the lookback ended (not re-checked again).",
@@ -164,6 +173,11 @@ class Metrics:
         with self._lock:
             for report in reports:
                 labels = (report.service, report.direction)
+                if report.skipped:
+                    # Another instance holds it: its freshness is that instance's to report, not ours.
+                    self.services_skipped.labels(*labels).inc()
+                    self._pairs.pop(labels, None)
+                    continue
                 self.records_archived.labels(*labels).inc(report.rows_written)
                 if report.malformed:
                     self.malformed_records.labels(*labels).inc(report.malformed)

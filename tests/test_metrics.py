@@ -22,6 +22,7 @@ class Report:
     rows_written: int
     malformed: int = 0
     unsettled: int = 0
+    skipped: str = ""
 
 
 class Clock:
@@ -199,3 +200,15 @@ def test_probe_of_nothing_listening_is_unhealthy() -> None:
         port = sock.getsockname()[1]  # bound but not listening: connections are refused
         healthy, said = probe(f"127.0.0.1:{port}", timeout=2)
     assert not healthy and "healthz" in said
+
+
+def test_a_service_left_to_another_instance_is_counted_and_not_held_against_health() -> None:
+    clock = Clock()
+    metrics = Metrics(max_age_seconds=600, clock=clock)
+    metrics.observe_cycle([Report("sms-a", "outgoing", 3), Report("sms-b", "outgoing", 2)], seconds=1.0)
+    clock.now += 500
+    metrics.observe_cycle([Report("sms-a", "outgoing", 1), Report("sms-b", "outgoing", 0, skipped="held")], seconds=1)
+    clock.now += 500
+    metrics.observe_cycle([Report("sms-a", "outgoing", 1), Report("sms-b", "outgoing", 0, skipped="held")], seconds=1)
+    assert sample(metrics, "sms_archiver_services_skipped_total", service="sms-b", direction="outgoing") == 2
+    assert metrics.health().healthy, metrics.health()
