@@ -131,11 +131,13 @@ def test_every_reader_gives_each_id_once_newest_in_its_own_month(writes: list[di
             sms_id: record.fields for sms_id, record in newest.items()
         }
         for record, stored in copies.values():
+            # The part named is the one that holds that very row (the written-last version).
             assert stored.part.day == record.created.date()
+            assert ";".join(record.fields) in store.get(stored.info.key).decode()
         # Verify counts SMS (one per id) and finds nothing wrong with a moved duplicate.
         checks = [verify_month(store, SERVICE, "incoming", year, month) for year, month in months_of(store)]
         assert all(not check.problems for check in checks)
-        assert sum(check.sms for check in checks) == len(newest)
+        assert sum(check.rows for check in checks) == len(newest)
         # ``months`` keeps counting rows stored (an id stored twice counts twice).
         stored_rows = sum(len(versions) for versions in writes)
         assert sum(summary.rows for summary in summarize_months(store, SERVICE, "incoming")) == stored_rows
