@@ -37,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 from archiver.emulator.data import (
     PARIS,
@@ -143,6 +144,10 @@ class Faults:
     export_supported: bool = True
     clock_skew_seconds: int = 0
     seed: int | None = None
+    # The CSV export's zone-less dates are written in this zone (None: Europe/Paris, the assumed answer).
+    export_date_zone: str | None = None
+    # What the export's ``date`` column holds: the creation time (assumed) or the send time (UNKNOWN).
+    export_date_field: Literal["creationDatetime", "sentAt"] = "creationDatetime"
 
 
 class RequestStats:
@@ -1010,7 +1015,12 @@ class EmulatorServer:
                 if (tag is None or collection.records[sms_id].get("tag") == tag)
                 and (batch_id is None or collection.records[sms_id].get("batchID") == batch_id)
             ]
-        content = outgoing_csv(selected) if way == "outgoing" else incoming_csv(selected)
+        zone = ZoneInfo(self.faults.export_date_zone) if self.faults.export_date_zone else PARIS
+        content = (
+            outgoing_csv(selected, zone=zone, date_field=self.faults.export_date_field)
+            if way == "outgoing"
+            else incoming_csv(selected, zone=zone)
+        )
         created = datetime.fromtimestamp(self._server_now(), tz=PARIS)
         document = _Document(
             id=str(uuid.uuid4()),
@@ -1121,7 +1131,24 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--malformed-json-rate", type=float, default=0.0)
     parser.add_argument("--no-batch", action="store_true", help="refuse X-Ovh-Batch requests")
     parser.add_argument("--no-export", action="store_true", help="answer 404 to /sms/{sn}/document")
+    parser.add_argument(
+        "--export-date-zone", default=None, type=_zone_name, help="write the export's dates in this zone (IANA name)"
+    )
+    parser.add_argument(
+        "--export-date-field",
+        default="creationDatetime",
+        choices=["creationDatetime", "sentAt"],
+        help="what the export's date column holds (default: the creation time)",
+    )
     return parser
+
+
+def _zone_name(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ValueError, KeyError) as error:  # ZoneInfoNotFoundError is a KeyError
+        raise argparse.ArgumentTypeError(f"unknown time zone {text!r}") from error
+    return text
 
 
 def serve_forever_cli(argv: list[str] | None = None) -> int:
@@ -1140,6 +1167,8 @@ def serve_forever_cli(argv: list[str] | None = None) -> int:
         batch_supported=not options.no_batch,
         export_supported=not options.no_export,
         seed=options.seed,
+        export_date_zone=options.export_date_zone,
+        export_date_field=options.export_date_field,
     )
     services = generate_sample_data(
         services=options.services,

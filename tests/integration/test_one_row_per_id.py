@@ -89,7 +89,9 @@ def test_emulator_command_takes_the_export_date_options() -> None:
         _build_parser().parse_args(["--export-date-field", "deliveredAt"])
 
 
-def retrieve_everything(env: dict[str, str], months: list[str], tmp_path: Path, name: str) -> dict[int, tuple[str, ...]]:
+def retrieve_everything(
+    env: dict[str, str], months: list[str], tmp_path: Path, name: str
+) -> dict[int, tuple[str, ...]]:
     """Retrieve every month through the CLI; assert each id comes out once, in its own month."""
     rows: dict[int, tuple[str, ...]] = {}
     for month in months:
@@ -122,7 +124,7 @@ def check_every_reader(emulator: EmulatorServer, env: dict[str, str], tmp_path: 
     assert retrieve_everything(env, months, tmp_path, "before") == truth
     verified = run_cli("verify", "--json", env=env)
     assert verified.code == 0, verified.stdout + verified.stderr
-    outgoing_sms = sum(month["sms"] for month in json.loads(verified.stdout) if month["direction"] == "outgoing")
+    outgoing_sms = sum(month["rows"] for month in json.loads(verified.stdout) if month["direction"] == "outgoing")
     assert outgoing_sms == len(truth)
     compacted = run_cli("compact", env=env)
     assert compacted.code == 0, compacted.stderr
