@@ -144,8 +144,9 @@ def test_export_whose_date_is_not_the_api_creation_time(faults: Faults, tmp_path
         result = run_cli("archive", env=env)
         assert result.code == 0, result.stderr
         assert len(result.events("export_dates_untrusted")) == 1
-        # Statuses change at OVH; a backfill through the API brings the newer versions.
-        changed = sorted(emulator.outgoing(SERVICE))[::9]
+        # Pending SMS settle at OVH; a backfill through the API brings their newer versions.
+        changed = [sms_id for sms_id, raw in emulator.outgoing(SERVICE).items() if raw["ptt"] in (1, 2, 3)]
+        assert changed, "no pending SMS: the test proves less"
         for sms_id in changed:
             emulator.update_outgoing(SERVICE, sms_id, ptt=5, deliveredAt=None)
         today = dt.date.today()
@@ -180,11 +181,17 @@ def test_export_time_in_the_autumn_fold_comes_from_the_api(tmp_path: Path) -> No
         env = cli_env(emulator, storage, SMS_ARCHIVER_OVH__FETCH="export", SMS_ARCHIVER_ARCHIVE__CHUNK_SIZE="200")
         result = run_cli("archive", env=env)
         assert result.code == 0, result.stderr
+        # The export was trusted (its dates agree with the API's); only the two fold rows came from the API.
+        assert not result.events("export_dates_untrusted")
+        [outgoing] = [event for event in result.events("cursor_advanced") if event["direction"] == "outgoing"]
+        assert outgoing["rows_written"] == len(emulator.outgoing(SERVICE))
         truth = api_truth(emulator)["outgoing"]
         rows = retrieve_everything(env, archive_months(truth), tmp_path, "fold")
-        assert rows[10] == truth[10]
+        assert rows[11][1] == truth[11][1] == second.isoformat()
         assert rows[11] == truth[11]
+        assert rows[10] == truth[10]
         assert rows.keys() == truth.keys()
+        assert sum(1 for row in rows.values() if row[5]) == len(rows) - 2  # operatorCode: from the export
 
 
 @pytest.fixture
@@ -223,3 +230,20 @@ def test_duplicate_moved_to_another_month_is_read_once_by_every_command(archived
         if sms_id in decisions and parse_api_record("outgoing", raw, api_zone=PARIS).final:
             assert decisions[sms_id]["reason"] != "archived copy differs from the API", decisions[sms_id]
             assert decisions[sms_id]["action"] == "delete", decisions[sms_id]
+
+
+@pytest.mark.parametrize(
+    ("local", "unsure"),
+    [
+        ("2026-10-25 02:30:00", True),  # the autumn fold: two instants
+        ("2026-03-29 02:30:00", True),  # the spring gap: no instant
+        ("2026-10-25 03:30:00", False),
+        ("2026-07-01 12:00:00", False),
+    ],
+)
+def test_zone_less_export_times_that_paris_cannot_place(local: str, unsure: bool) -> None:
+    from archiver.archive import _local_time_unsure
+
+    assert _local_time_unsure({"date": local}, PARIS) is unsure
+    assert _local_time_unsure({"date": "2026-07-01 12:00:00", "deliveredAt": local}, PARIS) is unsure
+    assert _local_time_unsure({"date": local}, dt.UTC) is False
