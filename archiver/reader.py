@@ -326,10 +326,9 @@ def iter_day_sources(
     streams = [_ranked_records(store, stored, direction, rank) for rank, stored in enumerate(ranked)]
     merged = heapq.merge(*streams, key=lambda item: item[:3]) if len(streams) > 1 else streams[0]
     last_id: int | None = None
-    winners = resolution.winners
     for _created, sms_id, rank, record in merged:
-        if sms_id in winners and winners[sms_id] != ranked[rank].info.key:
-            continue  # a newer version of this id is stored elsewhere
+        if not resolution.keeps(sms_id, ranked[rank]):
+            continue  # a newer version of this id is stored elsewhere, maybe in another day or month
         if sms_id != last_id:
             last_id = sms_id
             yield record, ranked[rank]
@@ -352,7 +351,7 @@ def resolved_copies(
     resolution = index.resolution(chosen)
     remaining = set(wanted)
 
-    def scan(year: int, month: int) -> Iterator[tuple[Record, StoredPart]]:
+    def scan(year: int, month: int, resolution: Resolution) -> Iterator[tuple[Record, StoredPart]]:
         for _day, parts in index.days(year, month):
             for record, stored in iter_day_sources(store, parts, direction, resolution):
                 if record.id in remaining:
@@ -362,15 +361,17 @@ def resolved_copies(
     for year, month in chosen:
         if not remaining:
             return
-        yield from scan(year, month)
+        yield from scan(year, month, resolution)
     # Newest versions whose date moved out of the months given (their losers were in them).
     elsewhere = {
         (part.day.year, part.day.month)
         for sms_id in remaining
         if sms_id in resolution.winners and (part := parse_part_key(resolution.winners[sms_id])) is not None
-    }
-    for year, month in sorted(elsewhere - set(chosen), reverse=True):
-        yield from scan(year, month)
+    } - set(chosen)
+    if elsewhere:
+        resolution = index.resolution(elsewhere)
+    for year, month in sorted(elsewhere, reverse=True):
+        yield from scan(year, month, resolution)
 
 
 def month_days(
