@@ -24,11 +24,15 @@ per id stored more than once.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import gzip
 import heapq
 import io
+import itertools
+import re
 import shutil
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -185,41 +189,78 @@ class Resolution:
 
     def add_group(self, store: Store, parts: list[StoredPart], direction: Direction, *, strict: bool) -> None:
         """Scan the ids of a group of parts whose id ranges overlap; the part written last wins each id."""
-        holder: dict[int, str] = {}  # id -> the newest part seen so far that holds it
-        stored_twice: set[int] = set()
+        by_part: list[tuple[str, list[int]]] = []
         for stored in sorted(parts, key=lambda stored: stored.version):
-            key = stored.info.key
             try:
-                ids = list(_part_ids(store, stored, direction))
+                by_part.append((stored.info.key, _part_ids(store, stored, direction)))
             except KeyError:
                 continue  # deleted since the listing (compaction): its rows live on in the compacted part
             except (IntegrityError, StorageError):
                 if strict:
                     raise
-                self.unreadable.add(key)
-                continue
-            for sms_id in ids:
+                self.unreadable.add(stored.info.key)
+        counts = Counter(itertools.chain.from_iterable(ids for _key, ids in by_part))
+        stored_twice = {sms_id for sms_id, count in counts.items() if count > 1}
+        if not stored_twice:
+            return  # the usual case: ranges overlap, ids do not
+        holder: dict[int, str] = {}  # id -> the newest part seen so far that holds it
+        for key, ids in by_part:  # oldest first
+            for sms_id in stored_twice.intersection(ids):
                 previous = holder.get(sms_id)
-                if previous is not None and previous != key:
-                    stored_twice.add(sms_id)
+                if previous is not None:
                     self.losing[previous] = self.losing.get(previous, 0) + 1
                 holder[sms_id] = key
-        for sms_id in stored_twice:
-            self.winners[sms_id] = holder[sms_id]
+        self.winners.update(holder)
 
 
-def _part_ids(store: Store, stored: StoredPart, direction: Direction) -> Iterator[int]:
+def _part_ids(store: Store, stored: StoredPart, direction: Direction) -> list[int]:
+    """The ids of a part's rows (their first field)."""
+    key = stored.info.key
+    if stored.info.size < _READ_WHOLE_BELOW and stored.rows is not None:
+        data = store.get(key)
+        try:
+            if stored.part.compressed:
+                data = gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise IntegrityError(f"{key}: unreadable ({error})") from None
+        ids = _scanned_ids(data, COLUMNS[direction][0])
+        if ids is not None and len(ids) == stored.rows:
+            return ids
     stream = _open(store, stored)
     try:
-        for row in read_rows(
-            stream, header=COLUMNS[direction], compressed=stored.part.compressed, source=stored.info.key
-        ):
-            try:
-                yield int(row[0])
-            except ValueError:
-                raise IntegrityError(f"{stored.info.key}: id {row[0][:20]!r} is not a number") from None
+        binary: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb") if stored.part.compressed else stream  # type: ignore[assignment]
+        text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        header = text.readline()
+        if not header.startswith(COLUMNS[direction][0]) or header[2:3] in ("", "\r", "\n", '"'):
+            raise IntegrityError(f"{key}: unexpected header {header[:80]!r}")
+        return [int(row[0]) for row in csv.reader(text, delimiter=header[2:3], quotechar='"', strict=True)]
+    except (csv.Error, UnicodeDecodeError, EOFError, gzip.BadGzipFile, OSError, ValueError, IndexError) as error:
+        raise IntegrityError(f"{key}: unreadable ids ({error})") from None
     finally:
         stream.close()
+
+
+def _scanned_ids(data: bytes, first_column: str) -> list[int] | None:
+    """The ids of a part's bytes without a CSV parse: each row starts after a line end outside quotes.
+
+    Parts are written with ``\\r\\n`` line ends and quotes only around fields (doubled inside), so
+    a line end is a row's end exactly when the quotes before it are even in number. The caller
+    checks the count against the manifest's and parses the CSV if it differs (None: no header).
+    """
+    header = first_column.encode()
+    if not data.startswith(header) or len(data) <= len(header):
+        return None
+    delimiter = data[len(header) : len(header) + 1]
+    ids = []
+    quotes = 0
+    last = 0
+    for match in re.finditer(rb"\r\n([0-9]+)" + re.escape(delimiter), data):
+        start = match.start()
+        quotes += data.count(b'"', last, start)
+        last = start
+        if not quotes % 2:
+            ids.append(int(match[1]))
+    return ids
 
 
 class ArchiveParts:

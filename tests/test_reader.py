@@ -157,3 +157,25 @@ def test_a_version_whose_date_moved_to_another_month_is_given_once() -> None:
         write(store, [api_version], WRITTEN + dt.timedelta(seconds=1))
         assert retrieved(store, 2025, 2) == [list(api_version.fields)]
         assert [row[0] for row in retrieved(store, 2025, 3)] == ["8"]
+
+
+nasty_text = st.text(alphabet=st.sampled_from(['"', ";", "\t", "\r", "\n", "1", "2", "a", "é", "😊", " "]), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    messages=st.lists(nasty_text, min_size=1, max_size=12),
+    delimiter=st.sampled_from([";", ",", "\t", "|"]),
+)
+def test_ids_scanned_without_a_csv_parse_equal_the_parsed_ones(messages: list[str], delimiter: str) -> None:
+    """Messages with quotes, line breaks, delimiters and digits after a line break do not fool the scan."""
+    from archiver.reader import _scanned_ids
+
+    rows = [
+        (str(1000 + index), "2025-01-30T22:00:00+00:00", message, "", message, "1.0")
+        for index, message in enumerate(messages)
+    ]
+    encoded = encode_rows(COLUMNS["incoming"], rows, delimiter=delimiter)
+    parsed = list(csv.reader(io.StringIO(encoded.data.decode(), newline=""), delimiter=delimiter))[1:]
+    assert [row[2] for row in parsed] == messages
+    assert _scanned_ids(encoded.data, "id") == [int(row[0]) for row in parsed]
