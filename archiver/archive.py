@@ -24,8 +24,9 @@ import hashlib
 import math
 import threading
 import time
+import zoneinfo
 from array import array
-from collections.abc import Callable, Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -157,6 +158,21 @@ def write_parts(
         span = (day_records[0], day_records[-1])
         entries.append(put_part(store, settings, service, direction, day, encoded, ids, span))
     return entries
+
+
+def _local_time_unsure(row: Mapping[str, str], zone: zoneinfo.ZoneInfo) -> bool:
+    """Whether a zone-less date of an export row is ambiguous (DST fold) or absent (DST gap) in ``zone``."""
+    for column in ("date", "sentAt", "deliveredAt"):
+        try:
+            value = dt.datetime.fromisoformat((row.get(column) or "").strip())
+        except ValueError:
+            continue
+        if (
+            value.tzinfo is None
+            and value.replace(tzinfo=zone).utcoffset() != value.replace(tzinfo=zone, fold=1).utcoffset()
+        ):
+            return True
+    return False
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
@@ -368,32 +384,71 @@ class _DirectionRun:
         window: tuple[dt.datetime | None, dt.datetime],
         checkpoint: Callable[[CursorState], None] | None,
     ) -> set[int]:
-        """Write the export's rows for ``wanted`` ids in chunks; return the ids written (or known)."""
+        """Write the export's rows for ``wanted`` ids in chunks; return the ids written (or known).
+
+        The export's dates carry no zone, and whether its ``date`` is the creation time is UNKNOWN
+        (OVH API notes, "CSV history export"). So before its first chunk lands, a sample of the rows
+        is compared with the API's ``creationDatetime`` (one batch call); if any differs, no row of
+        the export is used. A row whose local time is ambiguous or does not exist in the API's zone
+        (the DST fold or gap) is left to the API.
+        """
         covered: set[int] = set()
         chunk: dict[int, Record] = {}
+        checked = False
+        zone = self.source.api_zone
         try:
             for row in self.source.export_rows(self.service, self.direction, since=window[0], until=window[1]):
                 try:
-                    record = parse_export_row(self.direction, row, zone=self.source.api_zone)
+                    record = parse_export_row(self.direction, row, zone=zone)
                 except MalformedRecordError as error:
                     self.log.warning("export_row_skipped", reason=str(error), fallback="API")
                     continue
                 if record.id not in wanted or record.id in covered or record.id in chunk:
                     continue
+                if _local_time_unsure(row, zone):
+                    continue  # the API says which of the two instants (or none) it is
                 chunk[record.id] = record
                 if len(chunk) >= self.settings.archive.chunk_size:
+                    if not checked and not self._export_dates_agree(chunk):
+                        return covered
+                    checked = True
                     self._land(chunk, list(chunk), state)
                     covered.update(chunk)
                     self._after_chunk(len(chunk), state, checkpoint, more=True)  # the API path follows
                     chunk = {}
         except ExportUnavailable as error:
             self.log.warning("export_unavailable", reason=str(error), fallback="batch")
-        if chunk:
+        if chunk and (checked or self._export_dates_agree(chunk)):
             self._land(chunk, list(chunk), state)
             covered.update(chunk)
             self.progress.advance(len(chunk))
         self.report.from_export += len(covered)
         return covered
+
+    def _export_dates_agree(self, chunk: dict[int, Record]) -> bool:
+        """Compare the export's dates of a sample of ``chunk`` (spread over it) with the API's."""
+        ids = sorted(chunk)
+        size = self.settings.ovh.batch_size
+        sample = ids[:: max(1, len(ids) // size)][:size]
+        for sms_id, raw in self.source.fetch(self.service, self.direction, sample):
+            if raw is GONE:
+                continue
+            try:
+                live = parse_api_record(
+                    self.direction, raw, api_zone=self.source.api_zone, ptt_text=self.source.ptt_text
+                )
+            except MalformedRecordError:
+                continue  # the API path reports it
+            if live.created != chunk[sms_id].created:
+                self.log.warning(
+                    "export_dates_untrusted",
+                    sms_id=sms_id,
+                    export_date=chunk[sms_id].get("date"),
+                    api_date=live.get("date"),
+                    fallback="API",
+                )
+                return False
+        return True
 
     def _parse(self, sms_id: int, raw: Any, state: CursorState) -> Record | None:
         try:

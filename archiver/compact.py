@@ -1,8 +1,9 @@
 """Compaction: once a day can no longer change, merge its parts into one, without a window of loss.
 
 A day is settled once it ended more than ``settle + lookback`` ago (plus a day of margin): no cycle
-writes into it any more. Its parts are merged (one row per id, the newest version), and then, in
-this order:
+writes into it any more. Its parts are merged (one row per id, the newest version, following the
+reader's rule: a row whose id has a newer version in another day or month is dropped, and a row
+that is its id's newest version is kept, whatever other days hold), and then, in this order:
 
 1. the merged part is written (its name comes from its content, with a ``-c`` suffix) and read
    back: SHA-256 and row count must match;
@@ -11,7 +12,8 @@ this order:
 
 A reader at any moment sees every record (old parts, new part, or both, deduplicated by id). A
 crash at any step is repaired by the next run: merging the same parts again gives the same bytes,
-hence the same key.
+hence the same key. The merged part, written last, holds only newest versions, so the archive
+resolves every id as it did before.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from archiver.config import Direction, Settings
 from archiver.csvfile import encode_rows
 from archiver.errors import IntegrityError
 from archiver.manifest import PartEntry, load_manifest, save_manifest
-from archiver.reader import StoredPart, archived_services, iter_day_records, list_parts
+from archiver.reader import ArchiveParts, Resolution, StoredPart, archived_services, iter_day_records
 from archiver.records import COLUMNS, Record
 from archiver.state import Lease
 from archiver.store import Store
@@ -56,9 +58,21 @@ def settled_before(settings: Settings, now: dt.datetime) -> dt.date:
 
 
 def compact_day(
-    settings: Settings, store: Store, service: str, direction: Direction, day: dt.date, parts: list[StoredPart]
-) -> PartEntry:
-    """Merge one day's parts into one verified part, then remove the old ones (see module docstring)."""
+    settings: Settings,
+    store: Store,
+    service: str,
+    direction: Direction,
+    day: dt.date,
+    parts: list[StoredPart],
+    resolution: Resolution | None = None,
+) -> PartEntry | None:
+    """Merge one day's parts into one verified part, then remove the old ones (see module docstring).
+
+    ``resolution`` covers the day's month (default: computed here) and learns about the new part.
+    Returns None when every row of the day has a newer version elsewhere: the parts are removed.
+    """
+    if resolution is None:
+        resolution = ArchiveParts(store, service, direction).resolution([(day.year, day.month)])
     ids: list[int] = []
     first: list[Record] = []  # the first and the last record, in row order
     last: list[Record] = []
@@ -73,25 +87,28 @@ def compact_day(
 
     encoded = encode_rows(
         COLUMNS[direction],
-        rows(iter_day_records(store, parts, direction)),
+        rows(iter_day_records(store, parts, direction, resolution)),
         delimiter=settings.archive.delimiter,
         compress=settings.archive.gzip,
     )
-    if not ids:
-        raise IntegrityError(f"{service} {direction} {day}: parts hold no rows; not compacting")
-    entry = put_part(store, settings, service, direction, day, encoded, ids, (first[0], last[0]), compacted=True)
-    key = entry.key
-    _, _, problem = check_part(store, key, direction, entry)
-    if problem is not None:
-        raise IntegrityError(f"compacted part {key} did not verify after writing: {problem.detail}")
+    entry: PartEntry | None = None
+    if ids:
+        entry = put_part(store, settings, service, direction, day, encoded, ids, (first[0], last[0]), compacted=True)
+        _, _, problem = check_part(store, entry.key, direction, entry)
+        if problem is not None:
+            raise IntegrityError(f"compacted part {entry.key} did not verify after writing: {problem.detail}")
+    # else: the day held only older versions of SMS whose newest version is dated elsewhere.
 
-    old_keys = {stored.info.key for stored in parts} - {key}
+    old_keys = {stored.info.key for stored in parts} - ({entry.key} if entry else set())
     manifest = load_manifest(store, service, direction, day.year, day.month)
-    manifest.parts[key] = entry
+    if entry is not None:
+        manifest.parts[entry.key] = entry
     for old in old_keys:
         manifest.parts.pop(old, None)
     manifest.superseded |= old_keys
     save_manifest(store, manifest)
+    if entry is not None:
+        resolution.replaced(old_keys, entry.key)
     for old in sorted(old_keys):
         store.delete(old)
     manifest.superseded -= old_keys
@@ -113,18 +130,20 @@ def compact_archive(settings: Settings, store: Store, *, now: dt.datetime | None
             store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
         ) as lease:
             for direction in settings.archive.directions:
+                index = ArchiveParts(store, service, direction)
                 by_day: dict[dt.date, list[StoredPart]] = {}
-                for stored in list_parts(store, service, direction):
-                    if stored.part.day < cutoff:
-                        by_day.setdefault(stored.part.day, []).append(stored)
+                for year, month in index.months():
+                    for day, parts in index.days(year, month):
+                        if day < cutoff and len(parts) >= 2:  # one part already: nothing to merge
+                            by_day[day] = parts
+                resolution = index.resolution(sorted({(day.year, day.month) for day in by_day}))
                 for day, parts in sorted(by_day.items()):
-                    if len(parts) < 2:
-                        continue  # one part already: nothing to merge
-                    entry = compact_day(settings, store, service, direction, day, parts)
+                    entry = compact_day(settings, store, service, direction, day, parts, resolution)
+                    new_key = entry.key if entry else None
                     report.days_compacted += 1
                     report.parts_merged += len(parts)
-                    report.parts_deleted += sum(1 for stored in parts if stored.info.key != entry.key)
-                    report.rows += entry.rows
+                    report.parts_deleted += sum(1 for stored in parts if stored.info.key != new_key)
+                    report.rows += entry.rows if entry else 0
                     report.days.append(f"{service}/{direction}/{day.isoformat()}")
                     lease.renew_if_due()
     return report

@@ -35,7 +35,7 @@ from archiver.csvfile import encode_rows
 from archiver.errors import ConfigError, MalformedRecordError
 from archiver.layout import journal_key, month_prefix
 from archiver.manifest import record_parts
-from archiver.reader import StoredPart, iter_day_sources, month_days
+from archiver.reader import StoredPart, resolved_copies
 from archiver.records import Record, differing_columns, parse_api_record
 from archiver.source import GONE, OvhSource
 from archiver.state import Lease
@@ -108,27 +108,22 @@ class RetentionReport:
 def _archived_copies(
     store: Store, service: str, direction: Direction, wanted: set[int], cutoff_month: tuple[int, int]
 ) -> Iterator[tuple[Record, StoredPart, list[str]]]:
-    """Find the archived copies of ``wanted`` ids, newest month first; with each part's problems.
+    """Find the newest archived copy of ``wanted`` ids (the reader's rule), newest month first; with
+    the problems of each copy's part.
 
     Only months up to the cutoff's can hold records older than the cutoff. Stops reading once every
     wanted id is found.
     """
-    remaining = set(wanted)
-    # One listing for the months (no manifest reads); newest first, and stop once all are found.
-    for year, month in sorted(iter_months(store, service, direction), reverse=True):
-        if not remaining:
-            break
-        if (year, month) > cutoff_month:
-            continue
-        check = verify_month(store, service, direction, year, month)
-        problems: dict[str, list[str]] = {}
-        for problem in check.problems:
-            problems.setdefault(problem.key, []).append(f"{problem.kind}: {problem.detail}")
-        for _day, parts in month_days(store, service, direction, year, month):
-            for record, stored in iter_day_sources(store, parts, direction):
-                if record.id in remaining:
-                    remaining.discard(record.id)
-                    yield record, stored, problems.get(stored.info.key, [])
+    # One listing for the months (no manifest reads).
+    months = [month for month in iter_months(store, service, direction) if month <= cutoff_month]
+    problems: dict[tuple[int, int], dict[str, list[str]]] = {}
+    for record, stored in resolved_copies(store, service, direction, wanted, months):
+        month = (stored.part.day.year, stored.part.day.month)
+        if month not in problems:
+            problems[month] = {}
+            for problem in verify_month(store, service, direction, *month).problems:
+                problems[month].setdefault(problem.key, []).append(f"{problem.kind}: {problem.detail}")
+        yield record, stored, problems[month].get(stored.info.key, [])
 
 
 class _Run:

@@ -1,7 +1,8 @@
 """Retrieve: past months back out of the archive as one clean CSV.
 
-Each id appears once (its newest archived version), rows are sorted by date then id, and the
-output is streamed: memory does not grow with the number of rows.
+Each id appears once (its newest archived version, in the month of its own date: see the reader's
+rule), rows are sorted by date then id, and the output is streamed: memory does not grow with the
+number of rows.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import BinaryIO
 
 from archiver.config import Direction
 from archiver.errors import ConfigError
-from archiver.reader import copy_part_body, day_clusters, iter_day_records, month_days
+from archiver.reader import ArchiveParts, copy_part_body, day_clusters, iter_day_records
 from archiver.records import COLUMNS, Record
 from archiver.store import Store
 
@@ -86,16 +87,19 @@ def retrieve(
     # Rows that need no change (no filter, no formula rewrite) may be copied as stored bytes.
     verbatim = not fmt.filters and not fmt.neutralize_formulas
     count = 0
+    index = ArchiveParts(store, service, direction)
+    resolution = index.resolution(months)
     for year, month in months:
-        for _day, day_parts in month_days(store, service, direction, year, month):
+        for _day, day_parts in index.days(year, month):
             for parts in day_clusters(day_parts):
-                rows = parts[0].rows if len(parts) == 1 else None
+                # A part that holds only newest versions, alone in its span, is copied as it is.
+                rows = parts[0].rows if len(parts) == 1 and resolution.whole(parts[0]) else None
                 if verbatim and rows is not None:
                     text.flush()  # what the writer buffered goes out before the copied bytes
                     if copy_part_body(store, parts[0], raw, delimiter=fmt.delimiter):
                         count += rows
                         continue
-                for record in iter_day_records(store, parts, direction):
+                for record in iter_day_records(store, parts, direction, resolution):
                     if fmt.filters and not _matches(record, fmt.filters):
                         continue
                     fields = record.fields

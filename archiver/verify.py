@@ -4,6 +4,11 @@ For each month, every stored part is re-read once, streaming: its SHA-256 and ro
 compared with the manifest, and its CSV must parse. Parts the manifest lists but the store lacks
 are ``missing``; objects the manifest does not know are ``extra``; bytes that differ are
 ``corrupt``; bytes that do not parse are ``unreadable``.
+
+An id stored more than once (a late status, or a version whose date moved to another day or
+month) is no problem: readers give its newest version only (the reader's rule). The month's
+``rows`` counts SMS that way, one per id, in the month of its newest version; ``stored_rows``
+counts every row of its parts.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from archiver.csvfile import read_rows
 from archiver.errors import IntegrityError, StorageError
 from archiver.layout import month_prefix, parse_part_key
 from archiver.manifest import PartEntry, load_manifest
-from archiver.reader import archived_services
+from archiver.reader import ArchiveParts, Resolution, archived_services
 from archiver.records import COLUMNS
 from archiver.store import Store
 
@@ -44,9 +49,10 @@ class MonthCheck:
     year: int
     month: int
     parts: int = 0
-    rows: int = 0
+    rows: int = 0  # SMS: one per id, its newest version (an id stored in several parts counts once)
     bytes: int = 0
     problems: list[Problem] = field(default_factory=list)
+    stored_rows: int = 0  # rows across the month's parts, each version of an id counted
 
     @property
     def label(self) -> str:
@@ -108,8 +114,12 @@ def check_part(
     return rows, reader.size, None
 
 
-def verify_month(store: Store, service: str, direction: Direction, year: int, month: int) -> MonthCheck:
-    """Check every part of a month against its manifest."""
+def verify_month(
+    store: Store, service: str, direction: Direction, year: int, month: int, resolution: Resolution | None = None
+) -> MonthCheck:
+    """Check every part of a month against its manifest; count its SMS (``resolution``: of its months)."""
+    if resolution is None:
+        resolution = ArchiveParts(store, service, direction).resolution([(year, month)], strict=False)
     result = MonthCheck(service, direction, year, month)
     manifest = load_manifest(store, service, direction, year, month)
     listed = {info.key for info in store.list(month_prefix(service, direction, year, month))}
@@ -128,7 +138,8 @@ def verify_month(store: Store, service: str, direction: Direction, year: int, mo
             result.problems.append(Problem("unreadable", key, f"cannot be read: {error}"))
             continue
         result.parts += 1
-        result.rows += rows
+        result.stored_rows += rows
+        result.rows += rows - resolution.losing.get(key, 0)
         result.bytes += size
         if entry is None:
             result.problems.append(Problem("extra", key, "part not recorded in the month's manifest"))
@@ -164,6 +175,9 @@ def verify_archive(
     checks = []
     for name in services:
         for direction in settings.archive.directions:
-            for year, month in months if months is not None else list(iter_months(store, name, direction)):
-                checks.append(verify_month(store, name, direction, year, month))
+            chosen = months if months is not None else list(iter_months(store, name, direction))
+            # One resolution for all the months: each part is scanned for its ids at most once.
+            resolution = ArchiveParts(store, name, direction).resolution(chosen, strict=False)
+            for year, month in chosen:
+                checks.append(verify_month(store, name, direction, year, month, resolution))
     return checks

@@ -74,9 +74,9 @@ def format_api_datetime(moment: datetime) -> str:
     return moment.astimezone(PARIS).isoformat(timespec="seconds")
 
 
-def format_csv_datetime(moment: datetime) -> str:
-    """Render an aware datetime as in the CSV export: Paris local time, no zone, no ``T``."""
-    return moment.astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S")
+def format_csv_datetime(moment: datetime, zone: ZoneInfo = PARIS) -> str:
+    """Render an aware datetime as in the CSV export: local time (Paris, assumed), no zone, no ``T``."""
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def sms_parts(message: str) -> int:
@@ -111,19 +111,29 @@ def _quoted(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def _csv_datetime_or_empty(value: object) -> str:
+def _csv_datetime_or_empty(value: object, zone: ZoneInfo) -> str:
     if not isinstance(value, str) or not value:
         return ""
-    return format_csv_datetime(datetime.fromisoformat(value))
+    return format_csv_datetime(datetime.fromisoformat(value), zone)
 
 
-def outgoing_csv(records: Iterable[Mapping[str, Any]]) -> bytes:
+def _export_date(record: Mapping[str, Any], field: str, zone: ZoneInfo) -> str:
+    # An SMS not sent yet has no send time: its creation time stands in.
+    value = record.get(field) or record["creationDatetime"]
+    return format_csv_datetime(datetime.fromisoformat(value), zone)
+
+
+def outgoing_csv(
+    records: Iterable[Mapping[str, Any]], *, zone: ZoneInfo = PARIS, date_field: str = "creationDatetime"
+) -> bytes:
     """Render outgoing records as the export CSV (fact sheet section 2).
 
     Text columns (sender, descriptionDlr, tag, message) are always quoted with inner quotes doubled
     and raw newlines kept; id, date, receiver, ptt and operatorCode are not quoted.
     ASSUMPTION: UTF-8 without BOM and ``\\r\\n`` record separators (RFC 4180 style); the real encoding
     and line endings are UNKNOWN, so clients must use a real CSV parser anyway.
+    The zone of the dates and the meaning of ``date`` are UNKNOWN too: by default Paris local time
+    and the creation time; ``zone`` and ``date_field`` (e.g. ``sentAt``) give the other answers.
     """
     lines = [";".join(OUTGOING_CSV_HEADER)]
     for record in records:
@@ -133,7 +143,7 @@ def outgoing_csv(records: Iterable[Mapping[str, Any]]) -> bytes:
             ";".join(
                 (
                     str(record["id"]),
-                    format_csv_datetime(datetime.fromisoformat(record["creationDatetime"])),
+                    _export_date(record, date_field, zone),
                     _quoted(str(record["sender"])),
                     receiver,
                     str(ptt),
@@ -141,15 +151,15 @@ def outgoing_csv(records: Iterable[Mapping[str, Any]]) -> bytes:
                     _quoted(description_dlr(ptt)),
                     _quoted(str(record["tag"])),
                     _quoted(str(record["message"])),
-                    _csv_datetime_or_empty(record.get("sentAt")),
-                    _csv_datetime_or_empty(record.get("deliveredAt")),
+                    _csv_datetime_or_empty(record.get("sentAt"), zone),
+                    _csv_datetime_or_empty(record.get("deliveredAt"), zone),
                 )
             )
         )
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
-def incoming_csv(records: Iterable[Mapping[str, Any]]) -> bytes:
+def incoming_csv(records: Iterable[Mapping[str, Any]], *, zone: ZoneInfo = PARIS) -> bytes:
     """Render incoming records as an export CSV (column set is an assumption, see the header)."""
     lines = [";".join(INCOMING_CSV_HEADER)]
     for record in records:
@@ -157,7 +167,7 @@ def incoming_csv(records: Iterable[Mapping[str, Any]]) -> bytes:
             ";".join(
                 (
                     str(record["id"]),
-                    format_csv_datetime(datetime.fromisoformat(record["creationDatetime"])),
+                    format_csv_datetime(datetime.fromisoformat(record["creationDatetime"]), zone),
                     _quoted(str(record["sender"])),
                     _quoted(str(record["tag"])),
                     _quoted(str(record["message"])),

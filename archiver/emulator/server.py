@@ -37,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 from archiver.emulator.data import (
     PARIS,
@@ -153,6 +154,10 @@ class Faults:
     # Share of batch elements answered as {"key": k, "value": null} with no error for records that do
     # exist: the keys of batch elements are UNKNOWN, so "null" must not be read as "deleted".
     batch_null_rate: float = 0.0
+    # The CSV export's zone-less dates are written in this zone (None: Europe/Paris, the assumed answer).
+    export_date_zone: str | None = None
+    # What the export's ``date`` column holds: the creation time (assumed) or the send time (UNKNOWN).
+    export_date_field: Literal["creationDatetime", "sentAt"] = "creationDatetime"
 
 
 class RequestStats:
@@ -1030,7 +1035,12 @@ class EmulatorServer:
                 if (tag is None or collection.records[sms_id].get("tag") == tag)
                 and (batch_id is None or collection.records[sms_id].get("batchID") == batch_id)
             ]
-        content = outgoing_csv(selected) if way == "outgoing" else incoming_csv(selected)
+        zone = ZoneInfo(self.faults.export_date_zone) if self.faults.export_date_zone else PARIS
+        content = (
+            outgoing_csv(selected, zone=zone, date_field=self.faults.export_date_field)
+            if way == "outgoing"
+            else incoming_csv(selected, zone=zone)
+        )
         created = datetime.fromtimestamp(self._server_now(), tz=PARIS)
         document = _Document(
             id=str(uuid.uuid4()),
@@ -1154,7 +1164,24 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-null-rate", type=float, default=0.0, help="share of batch elements answered as value null, no error"
     )
+    parser.add_argument(
+        "--export-date-zone", default=None, type=_zone_name, help="write the export's dates in this zone (IANA name)"
+    )
+    parser.add_argument(
+        "--export-date-field",
+        default="creationDatetime",
+        choices=["creationDatetime", "sentAt"],
+        help="what the export's date column holds (default: the creation time)",
+    )
     return parser
+
+
+def _zone_name(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ValueError, KeyError) as error:  # ZoneInfoNotFoundError is a KeyError
+        raise argparse.ArgumentTypeError(f"unknown time zone {text!r}") from error
+    return text
 
 
 def serve_forever_cli(argv: list[str] | None = None) -> int:
@@ -1177,6 +1204,8 @@ def serve_forever_cli(argv: list[str] | None = None) -> int:
         listing_cap=options.listing_cap,
         listing_cap_keep=options.listing_cap_keep,
         batch_null_rate=options.batch_null_rate,
+        export_date_zone=options.export_date_zone,
+        export_date_field=options.export_date_field,
     )
     services = generate_sample_data(
         services=options.services,
