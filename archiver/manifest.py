@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from archiver.config import Direction
 from archiver.errors import StorageError
@@ -113,8 +113,25 @@ def record_parts(store: Store, service: str, direction: Direction, entries: Iter
     for (year, month), month_entries in sorted(by_month.items()):
         manifest = load_manifest(store, service, direction, year, month)
         for entry in month_entries:
-            manifest.parts[entry.key] = entry
+            manifest.parts[entry.key] = _after_every_other(entry, manifest)
         save_manifest(store, manifest)
+
+
+def _after_every_other(entry: PartEntry, manifest: Manifest) -> PartEntry:
+    """Stamp a new entry after every other of its month, whatever the writer's clock says.
+
+    Readers take the version of a row from the part written last (``written_at``): a writer whose
+    clock ran ahead must not make the versions written after it look older. Writers of one service
+    take turns under its lease, so the month's manifest is the order in which they wrote.
+    """
+    others = [other.written_at for key, other in manifest.parts.items() if key != entry.key]
+    if not others:
+        return entry
+    latest = max(dt.datetime.fromisoformat(text) for text in others)
+    if dt.datetime.fromisoformat(entry.written_at) > latest:
+        return entry
+    later = latest + dt.timedelta(microseconds=1)
+    return replace(entry, written_at=later.isoformat(timespec="microseconds"))
 
 
 def _entry_day(key: str) -> dt.date:
