@@ -39,7 +39,7 @@ from archiver.layout import part_key, part_name
 from archiver.manifest import PartEntry, record_parts, row_key
 from archiver.records import COLUMNS, Record, parse_api_record, parse_export_row
 from archiver.source import GONE, ExportUnavailable, OvhSource
-from archiver.state import CursorState, Known, Lease, load_state, save_state
+from archiver.state import CursorState, DoneRanges, Known, Lease, load_state, save_state
 from archiver.store import Store
 
 __all__ = ["DirectionReport", "Progress", "archive_cycle", "backfill", "put_part", "row_digest", "write_parts"]
@@ -483,7 +483,7 @@ class _DirectionRun:
             if created >= self.remember_from:
                 state.known[record.id] = Known(created, record.final, row_digest(record))
             state.retry.discard(record.id)
-        state.partial_done.update(chunk)
+        state.partial_done.add(chunk)
         self.report.rows_written += len(changed)
         self.report.parts_written += len(entries)
 
@@ -550,15 +550,14 @@ def archive_direction(
 
     listed = run.list_ids(since, until, state)
     lookback_floor = (until - dt.timedelta(hours=settings.archive.lookback_hours)).timestamp()
-    done = state.partial_done
     if run.may_be_cut(listed, state):
         run.times = CreationTimes(listed)  # proving the listing whole needs the creation times of its records
-    new = sorted((set(listed) - state.known.keys() | state.retry) - done)
-    recheck = sorted(
-        sms_id
-        for sms_id, known in state.known.items()
-        if not known.final and known.created >= lookback_floor and sms_id not in done
-    )
+    new = set(listed) - state.known.keys() | state.retry
+    recheck = {sms_id for sms_id, known in state.known.items() if not known.final and known.created >= lookback_floor}
+    # An interrupted cycle resumed: what it made durable is not fetched again.
+    done = state.partial_done.covered(new | recheck)
+    new -= done
+    recheck -= done
     run.report.listed = len(listed)
     run.report.rechecked = len(recheck)
     state.partial_until = until
@@ -569,7 +568,8 @@ def archive_direction(
     def checkpoint(current: CursorState) -> None:
         save_state(store, service, direction, current, lease=lease)
 
-    run.fetch_and_write([*new, *recheck], state, checkpoint=checkpoint, window=(since, until))
+    # In id order, so that the chunks made durable are consecutive ranges (see state.DoneRanges).
+    run.fetch_and_write(sorted(new | recheck), state, checkpoint=checkpoint, window=(since, until))
 
     def fetch_missing(ids: list[int]) -> None:
         run.fetch_and_write(ids, state, checkpoint=checkpoint)
@@ -584,7 +584,7 @@ def archive_direction(
     state.known = {sms_id: known for sms_id, known in state.known.items() if known.created >= keep_from}
     state.cursor = until
     state.partial_until = None
-    state.partial_done = set()
+    state.partial_done = DoneRanges()
     run.report.api_calls = source.total_calls - calls_before
     run.report.seconds = round(time.monotonic() - started, 3)
     run.report.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -19,6 +19,7 @@ was taken over finds out before it writes, even where two takeovers could both "
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import json
@@ -26,7 +27,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +42,7 @@ from archiver.store import Store
 
 __all__ = [
     "CursorState",
+    "DoneRanges",
     "Known",
     "Lease",
     "LeaseInfo",
@@ -68,6 +70,47 @@ class Known:
 
 
 @dataclass(slots=True)
+class DoneRanges:
+    """The ids an interrupted cycle already made durable, in a few bytes whatever their number.
+
+    Chunks are consecutive slices of the cycle's sorted ids, so they are kept as id ranges with the
+    number of ids each holds (adjacent ranges merge): a checkpoint writes O(1) bytes for them, not
+    every id so far. A resumed cycle trusts a range only while the ids it would fetch in that range
+    number exactly what was done there; a range that now holds another id (one OVH showed late) is
+    fetched again: a version written twice is harmless, a skipped SMS is not.
+    """
+
+    ranges: list[tuple[int, int, int]] = field(default_factory=list)  # (lowest id, highest id, ids done)
+
+    def add(self, ids: Iterable[int]) -> None:
+        chunk = sorted(set(ids))
+        if not chunk:
+            return
+        low, high, count = chunk[0], chunk[-1], len(chunk)
+        if self.ranges and self.ranges[-1][1] < low:
+            last_low, _last_high, last_count = self.ranges[-1]
+            self.ranges[-1] = (last_low, high, last_count + count)
+        else:
+            self.ranges.append((low, high, count))
+
+    def covered(self, candidates: Iterable[int]) -> set[int]:
+        """The candidates a resumed cycle need not fetch again: those of ranges whose count still holds."""
+        ordered = sorted(set(candidates))
+        done: set[int] = set()
+        for low, high, count in self.ranges:
+            inside = ordered[bisect.bisect_left(ordered, low) : bisect.bisect_right(ordered, high)]
+            if len(inside) == count:
+                done.update(inside)
+        return done
+
+    def __len__(self) -> int:
+        return sum(count for _low, _high, count in self.ranges)
+
+    def __bool__(self) -> bool:
+        return bool(self.ranges)
+
+
+@dataclass(slots=True)
 class CursorState:
     """Where a service and direction stand.
 
@@ -83,7 +126,7 @@ class CursorState:
     known: dict[int, Known] = field(default_factory=dict)
     retry: set[int] = field(default_factory=set)
     partial_until: dt.datetime | None = None
-    partial_done: set[int] = field(default_factory=set)
+    partial_done: DoneRanges = field(default_factory=DoneRanges)
     last_cycle: dict[str, Any] = field(default_factory=dict)
     # The longest id listing OVH has answered for this service and direction: a listing shorter than
     # it cannot have been cut by a size cap (see archive._DirectionRun.may_be_cut).
@@ -97,7 +140,10 @@ class CursorState:
             "known": {str(key): [value.created, value.final, value.digest] for key, value in self.known.items()},
             "retry": sorted(self.retry),
             "partial": (
-                {"until": self.partial_until.isoformat(), "done": sorted(self.partial_done)}
+                {
+                    "until": self.partial_until.isoformat(),
+                    "done_ranges": [list(item) for item in self.partial_done.ranges],
+                }
                 if self.partial_until
                 else None
             ),
@@ -122,13 +168,20 @@ class CursorState:
                 },
                 retry={int(item) for item in document.get("retry", [])},
                 partial_until=_instant(partial.get("until")),
-                partial_done={int(item) for item in partial.get("done", [])},
+                partial_done=_done_ranges(partial),
                 last_cycle=dict(document.get("last_cycle") or {}),
                 largest_listing=int(document.get("largest_listing") or 0),
                 fence=int(document.get("fence") or 0),
             )
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
             raise StorageError(f"state object {source} is damaged ({error}); see 'sms-archiver state reset'") from None
+
+
+def _done_ranges(partial: dict[str, Any]) -> DoneRanges:
+    done = DoneRanges([(int(low), int(high), int(count)) for low, high, count in partial.get("done_ranges", [])])
+    for sms_id in partial.get("done", []):  # as states written before ranges held them
+        done.ranges.append((int(sms_id), int(sms_id), 1))
+    return done
 
 
 def _instant(text: str | None) -> dt.datetime | None:
