@@ -27,6 +27,7 @@ import time
 import zoneinfo
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -230,7 +231,7 @@ class _DirectionRun:
         *,
         lease: Lease,
         progress: Progress,
-        stop: threading.Event | None = None,
+        stop: StopSignal | None = None,
     ) -> None:
         self.stop = stop
         # Records created before this (unix time) are not kept in the cursor's known set.
@@ -531,7 +532,7 @@ def archive_direction(
     lease: Lease,
     now: dt.datetime,
     progress: Progress,
-    stop: threading.Event | None = None,
+    stop: StopSignal | None = None,
 ) -> DirectionReport:
     """Run one cycle for one service and direction; move the cursor only once all is durable.
 
@@ -614,6 +615,22 @@ def resolve_services(settings: Settings, source: OvhSource) -> list[str]:
     return list(settings.ovh.services) or source.list_services()
 
 
+class StopSignal(Protocol):
+    """What a cycle asks to know whether to stop at its next safe point (a ``threading.Event``)."""
+
+    def is_set(self) -> bool: ...
+
+
+class _EitherSet:
+    """Set when either signal is: the caller's stop, or a failure of another service of the cycle."""
+
+    def __init__(self, *signals: StopSignal | None) -> None:
+        self.signals = [signal for signal in signals if signal is not None]
+
+    def is_set(self) -> bool:
+        return any(signal.is_set() for signal in self.signals)
+
+
 def archive_cycle(
     settings: Settings,
     source: OvhSource,
@@ -621,59 +638,101 @@ def archive_cycle(
     *,
     now: dt.datetime | None = None,
     progress: Progress | None = None,
-    stop: threading.Event | None = None,
+    stop: StopSignal | None = None,
 ) -> list[DirectionReport]:
-    """Archive every configured service and direction once; raise on the first failure.
+    """Archive every configured service and direction once; raise the first failure.
 
-    A service whose lease another live instance holds (or takes over mid-way) is left to it for this
+    Up to ``archive.service_concurrency`` services at once (one at a time with a ``progress`` to
+    show), under the source's one rate limiter. A
+    service whose lease another live instance holds (or takes over mid-way) is left to it for this
     cycle: reported (``service_skipped``, a report with ``skipped``) and the cycle goes on with the
     others, so several instances on one bucket share the services. ``LeaseHeldError`` only when every
-    service was held. A failure leaves each cursor where its last durable data put it. ``stop`` (set by
-    a signal handler) ends the cycle at the next safe point with ``CycleInterrupted``.
+    service was held. A failure stops the other services at their next safe point, and leaves each
+    cursor where its last durable data put it. ``stop`` (set by a signal handler) ends the cycle at the
+    next safe point with ``CycleInterrupted``. Reports come in service order; with several services at
+    once, a report's ``api_calls`` counts every call made while it ran.
     """
     # OVH's clock, not ours: windows and cursors are compared with OVH's timestamps.
     offset = source.clock_offset_seconds()
     now = now or source.now()
-    reports: list[DirectionReport] = []
     services = resolve_services(settings, source)
-    held: list[str] = []
-    for service in services:
-        done = len(reports)
+    failed = threading.Event()
+    halt = _EitherSet(stop, failed)
+
+    def one_service(service: str) -> list[DirectionReport]:
         try:
-            with Lease(
-                store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
-            ) as lease:
-                for direction in settings.archive.directions:
-                    if stop is not None and stop.is_set():
-                        raise CycleInterrupted("stopped between services/directions")
-                    reports.append(
-                        archive_direction(
-                            settings,
-                            source,
-                            store,
-                            service,
-                            direction,
-                            lease=lease,
-                            now=now,
-                            progress=progress or SilentProgress(),
-                            stop=stop,
-                        )
-                    )
-                    reports[-1].clock_offset_seconds = offset
-        except LeaseHeldError as error:
-            held.append(service)
-            log.warning("service_skipped", service=service, reason=str(error))
-            finished = {report.direction for report in reports[done:]}
-            reports.extend(
-                DirectionReport(service, direction, skipped=str(error), clock_offset_seconds=offset)
-                for direction in settings.archive.directions
-                if direction not in finished
-            )
+            return _archive_service(settings, source, store, service, now=now, progress=progress, stop=halt)
+        except BaseException:
+            failed.set()  # the others stop at their next safe point
+            raise
+
+    # A progress bar follows one service at a time: at a terminal, services take turns.
+    workers = 1 if progress is not None else max(1, min(settings.archive.service_concurrency, len(services)))
+    if workers == 1:
+        per_service = [one_service(service) for service in services]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="service") as pool:
+            futures = [pool.submit(one_service, service) for service in services]
+            wait(futures)
+        errors = [error for future in futures if (error := future.exception()) is not None]
+        if errors:
+            # The first real failure, not the interruptions it caused in the other services.
+            raise next((error for error in errors if not isinstance(error, CycleInterrupted)), errors[0])
+        per_service = [future.result() for future in futures]
+    reports = [report for service_reports in per_service for report in service_reports]
+    for report in reports:
+        report.clock_offset_seconds = offset
+    held = [
+        service for service, service_reports in zip(services, per_service, strict=True) if service_reports[-1].skipped
+    ]
     if held and len(held) == len(services):
         raise LeaseHeldError(
             f"every service is being archived by other instances ({', '.join(held)}); nothing to do this cycle"
             if len(held) > 1
             else next(report.skipped for report in reports if report.skipped)
+        )
+    return reports
+
+
+def _archive_service(
+    settings: Settings,
+    source: OvhSource,
+    store: Store,
+    service: str,
+    *,
+    now: dt.datetime,
+    progress: Progress | None,
+    stop: StopSignal,
+) -> list[DirectionReport]:
+    """Archive one service's directions under its lease; a lease held elsewhere gives skipped reports."""
+    reports: list[DirectionReport] = []
+    try:
+        with Lease(
+            store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
+        ) as lease:
+            for direction in settings.archive.directions:
+                if stop.is_set():
+                    raise CycleInterrupted("stopped between services/directions")
+                reports.append(
+                    archive_direction(
+                        settings,
+                        source,
+                        store,
+                        service,
+                        direction,
+                        lease=lease,
+                        now=now,
+                        progress=progress or SilentProgress(),
+                        stop=stop,
+                    )
+                )
+    except LeaseHeldError as error:
+        log.warning("service_skipped", service=service, reason=str(error))
+        finished = {report.direction for report in reports}
+        reports.extend(
+            DirectionReport(service, direction, skipped=str(error))
+            for direction in settings.archive.directions
+            if direction not in finished
         )
     return reports
 

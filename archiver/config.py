@@ -189,6 +189,9 @@ class ArchiveSettings(_Section):
     delimiter: str = ";"
     # Records fetched and written per step; bounds memory and the work a crash can cost.
     chunk_size: int = Field(default=2000, ge=10, le=100_000)
+    # Services archived at once in a cycle (all under the account's one rate limit): an idle cycle over
+    # many services is mostly waiting for listings.
+    service_concurrency: int = Field(default=4, ge=1, le=64)
 
     @field_validator("directions", mode="before")
     @classmethod

@@ -7,9 +7,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
+from structlog.testing import capture_logs
+
+from archiver.archive import archive_cycle
+from archiver.config import Settings, load_settings
 from archiver.emulator import EmulatorServer, Faults, generate_sample_data
+from archiver.errors import SourceError
 from archiver.layout import lease_key
+from archiver.source import OvhSource
 from archiver.state import LeaseInfo
 from tests.integration.helpers import (
     CREDENTIALS,
@@ -63,7 +71,13 @@ def test_two_instances_at_once_split_the_services_and_the_archive_is_exact(tmp_p
     with fleet_emulator(latency_seconds=0.02) as emulator:
         storage = local_storage_env(tmp_path / "archive")
         store = store_from_env(storage)
-        env = cli_env(emulator, storage, SMS_ARCHIVER_OVH__FETCH="per-id", SMS_ARCHIVER_OVH__CONCURRENCY="2")
+        env = cli_env(
+            emulator,
+            storage,
+            SMS_ARCHIVER_OVH__FETCH="per-id",
+            SMS_ARCHIVER_OVH__CONCURRENCY="2",
+            SMS_ARCHIVER_ARCHIVE__SERVICE_CONCURRENCY="2",  # half the services at a time: room for the other
+        )
         first = subprocess.Popen(
             [sys.executable, "-m", "archiver", "archive"], env=env, stderr=subprocess.PIPE, text=True
         )
@@ -84,3 +98,33 @@ def test_two_instances_at_once_split_the_services_and_the_archive_is_exact(tmp_p
         for service in SERVICES:
             assert archive_contents(store, service) == api_truth(emulator, service), service
         assert run_cli("verify", env=env).code == 0
+
+
+def in_process(emulator: EmulatorServer, storage: dict[str, str], monkeypatch: Any, **extra: str) -> Settings:
+    for key, value in cli_env(emulator, storage, **extra).items():
+        monkeypatch.setenv(key, value)
+    return load_settings()
+
+
+def test_services_are_archived_several_at_once(tmp_path: Path, monkeypatch: Any) -> None:
+    with fleet_emulator(latency_seconds=0.05) as emulator:
+        storage = local_storage_env(tmp_path / "archive")
+        settings = in_process(emulator, storage, monkeypatch, SMS_ARCHIVER_ARCHIVE__SERVICE_CONCURRENCY="4")
+        store = store_from_env(storage)
+        with OvhSource(settings.ovh) as source, capture_logs(processors=[]) as logs:
+            reports = archive_cycle(settings, source, store)
+        events = [event["event"] for event in logs if event["event"] in ("lease_acquired", "cursor_advanced")]
+        # Every service took its lease before any finished a direction: they ran at once.
+        assert events[: len(SERVICES)] == ["lease_acquired"] * len(SERVICES), events
+        assert [report.service for report in reports] == [s for s in SERVICES for _ in ("outgoing", "incoming")]
+        for service in SERVICES:
+            assert archive_contents(store, service) == api_truth(emulator, service), service
+
+
+def test_a_failing_service_stops_the_others_and_its_error_is_raised(tmp_path: Path, monkeypatch: Any) -> None:
+    with fleet_emulator(latency_seconds=0.02) as emulator:
+        storage = local_storage_env(tmp_path / "archive")
+        services = ",".join([*SERVICES, "sms-nosuch00000-1"])
+        settings = in_process(emulator, storage, monkeypatch, SMS_ARCHIVER_OVH__SERVICES=services)
+        with OvhSource(settings.ovh) as source, pytest.raises(SourceError, match="sms-nosuch00000-1"):
+            archive_cycle(settings, source, store_from_env(storage))
