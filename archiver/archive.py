@@ -314,10 +314,15 @@ class _DirectionRun:
 
         A listing cut by OVH keeps its newest or its oldest ids (which one is UNKNOWN). So list again
         behind the oldest record and ahead of the newest; fetch whatever is new, and prove those
-        listings whole in turn, until nothing new comes back. A listing that comes back full with
-        nothing new is a burst of SMS sharing one second that no listing can hold: ``ListingCutError``,
-        naming the window, before any cursor moves. Costs nothing for a listing shorter than the
-        longest OVH answered; two listings for an uncut one; more only when OVH really cuts.
+        listings whole in turn, until nothing new comes back. Costs nothing for a listing shorter than
+        the longest OVH answered; two listings for an uncut one; more only when OVH really cuts.
+
+        A listing that comes back full with nothing new holds SMS sharing its edge second: listed
+        again strictly beyond that second, whatever hides there is found. Once OVH has been seen
+        cutting listings (``state.listing_cap_seen``), an edge second holding as many SMS as a cut
+        listing may hide more in that very second, which no listing can show: ``ListingCutError``,
+        naming the window and the second, before any cursor moves. Without such evidence the burst
+        is taken as whole (docs/ovh-api.md, "Listings": the one case listings cannot tell).
         """
         times = self.times
         if times is None or not self.may_be_cut(answer, state):
@@ -331,48 +336,67 @@ class _DirectionRun:
             # span of the others lies inside the true one, so the listings below only look wider.
             stamps = [stamp for stamp in (self._created(sms_id, state) for sms_id in ids) if stamp is not None]
             if not stamps:
-                if self._shorter_than_a_listing(len(ids), high, state):
-                    continue
-                raise ListingCutError(
-                    f"OVH's listing of {self.service} {self.direction} SMS created in {_span(low, high)} may be cut "
-                    f"({len(ids)} ids, none of which could be read to tell where the listing ends); "
-                    "the cursor stays before this window"
-                )
-            oldest, newest = min(stamps), max(stamps)
-            behind = (low, _instant(math.ceil(oldest)))
-            ahead = (_instant(math.floor(newest)), high)
-            for probe_window, edge in ((behind, math.floor(oldest)), (ahead, math.floor(newest))):
+                self._burst_fits(len(ids), (low, high), None, state)
+                continue
+            oldest, newest = math.floor(min(stamps)), math.floor(max(stamps))
+            edges = (
+                ((low, _instant(oldest + 1)), oldest, (low, _instant(oldest - 1))),
+                ((_instant(newest), high), newest, (_instant(newest + 1), high)),
+            )
+            for probe_window, edge, beyond_window in edges:
                 probe = self.list_ids(*probe_window, state)
-                fresh = sorted({sms_id for sms_id in probe if sms_id not in times})
-                if fresh:
-                    times.track(fresh)
-                    fetch(fresh)
-                    pending.append((probe_window, probe))
-                elif self.may_be_cut(probe, state) and not self._shorter_than_a_listing(len(probe), high, state):
-                    raise ListingCutError(
-                        f"OVH's listing of {self.service} {self.direction} SMS created in "
-                        f"{_span(*probe_window)} came back full ({len(probe)} ids) with nothing new: more SMS share "
-                        f"the second {_instant(edge).isoformat()} than OVH lists at once, so some may be missing; "
-                        "the cursor stays before this window"
-                    )
+                if self._fetch_new(probe, ids, probe_window, pending, fetch, state):
+                    continue
+                if not self.may_be_cut(probe, state):
+                    continue
+                # Full with nothing new: its SMS share the edge second. What hides beyond that second?
+                if _nonempty(beyond_window):
+                    beyond = self.list_ids(*beyond_window, state)
+                    self._fetch_new(beyond, ids, beyond_window, pending, fetch, state)
+                self._burst_fits(len(probe), probe_window, edge, state)
+
+    def _fetch_new(
+        self,
+        probe: Sequence[int],
+        listing: Sequence[int],
+        probe_window: tuple[dt.datetime | None, dt.datetime],
+        pending: list[tuple[tuple[dt.datetime | None, dt.datetime], Sequence[int]]],
+        fetch: Callable[[list[int]], None],
+        state: CursorState,
+    ) -> bool:
+        """Fetch the ids of a probe never seen before, and queue the probe to be proven in turn.
+
+        Such ids prove that ``listing``, whose window holds them, was cut: at its length.
+        """
+        assert self.times is not None
+        fresh = sorted({sms_id for sms_id in probe if sms_id not in self.times})
+        if not fresh:
+            return False
+        seen_cap = state.listing_cap_seen
+        state.listing_cap_seen = min(seen_cap, len(listing)) if seen_cap else len(listing)
+        self.times.track(fresh)
+        fetch(fresh)
+        pending.append((probe_window, probe))
+        return True
+
+    def _burst_fits(
+        self, count: int, window: tuple[dt.datetime | None, dt.datetime], second: int | None, state: CursorState
+    ) -> None:
+        """Raise ``ListingCutError`` if a full listing's edge second may hide more SMS than it showed."""
+        if not state.listing_cap_seen or count < state.listing_cap_seen:
+            return
+        where = f"the second {_instant(second).isoformat()}" if second is not None else "records that could not be read"
+        raise ListingCutError(
+            f"OVH's listing of {self.service} {self.direction} SMS created in {_span(*window)} came back full "
+            f"({count} ids, as many as OVH was seen to cut a listing at) with nothing new: more SMS may share "
+            f"{where} than OVH lists at once; the cursor stays before this window"
+        )
 
     def _created(self, sms_id: int, state: CursorState) -> float | None:
         created = self.times.get(sms_id) if self.times is not None else None
         if created is None and (known := state.known.get(sms_id)) is not None:
             created = known.created
         return created
-
-    def _shorter_than_a_listing(self, count: int, high: dt.datetime, state: CursorState) -> bool:
-        """Whether OVH answers a listing longer than ``probe``, which then was not cut.
-
-        Asked only when a listing full of SMS sharing one second brought nothing new: the longest
-        listing seen may just be small (a young account). A listing of the whole history up to
-        ``high`` answers as many ids as there are, or as the cap. A cap of one id is not plausible.
-        """
-        if count <= 1:
-            return True
-        self.list_ids(None, high, state)
-        return count < state.largest_listing
 
     def _export_worthwhile(self, count: int) -> bool:
         # A document costs a handful of calls: worth it only when batch would need more.
@@ -505,6 +529,10 @@ class _DirectionRun:
 
 def _instant(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+def _nonempty(window: tuple[dt.datetime | None, dt.datetime]) -> bool:
+    return window[0] is None or window[0] <= window[1]
 
 
 def _span(low: dt.datetime | None, high: dt.datetime) -> str:
@@ -772,6 +800,7 @@ def backfill(
                 scratch = CursorState(
                     known={k: v for k, v in cursor_state.known.items() if v.final},
                     largest_listing=cursor_state.largest_listing,
+                    listing_cap_seen=cursor_state.listing_cap_seen,
                 )
                 listed = run.list_ids(since, until, scratch)
                 run.remember_from = float("inf")  # the scratch state is thrown away: remember nothing

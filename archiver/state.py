@@ -131,6 +131,9 @@ class CursorState:
     # The longest id listing OVH has answered for this service and direction: a listing shorter than
     # it cannot have been cut by a size cap (see archive._DirectionRun.may_be_cut).
     largest_listing: int = 0
+    # The length at which OVH was seen cutting a listing (0: never seen): a burst of SMS in one
+    # second as long as this may hide more (see archive._DirectionRun.prove_whole).
+    listing_cap_seen: int = 0
     fence: int = 0
 
     def to_json(self) -> bytes:
@@ -149,6 +152,7 @@ class CursorState:
             ),
             "last_cycle": self.last_cycle,
             "largest_listing": self.largest_listing,
+            "listing_cap_seen": self.listing_cap_seen,
             "fence": self.fence,
         }
         return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
@@ -171,6 +175,7 @@ class CursorState:
                 partial_done=_done_ranges(partial),
                 last_cycle=dict(document.get("last_cycle") or {}),
                 largest_listing=int(document.get("largest_listing") or 0),
+                listing_cap_seen=int(document.get("listing_cap_seen") or 0),
                 fence=int(document.get("fence") or 0),
             )
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
