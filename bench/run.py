@@ -60,6 +60,11 @@ RSS_LIMIT_MIB = 150.0
 RETRIEVE_ROWS_PER_SECOND = 200_000
 BATCH_SIZE = 50  # the archiver's default ovh.batch_size, used by the batch target N/50 + 10
 EXPORT_HANDFUL = 10  # "a handful of requests per 12-month window"
+# Added by issue 10, once per run: the two listings that prove a first listing whole (behind its oldest
+# and ahead of its newest record), and the batch call that checks the export's dates against the API.
+PROOF_LISTINGS = 2
+EXPORT_DATE_SAMPLE = 1
+DEFAULT_SERVICE_CONCURRENCY = 4  # SMS_ARCHIVER_ARCHIVE__SERVICE_CONCURRENCY's default
 # Below this floor, fixed costs (process start, the first calls) dominate and the ratio means nothing.
 MIN_FLOOR_SECONDS = 5.0
 CHILD_TIMEOUT_SECONDS = 3600.0
@@ -147,6 +152,7 @@ class EmulatorSpec:
     latency_ms: float
     rate_limit: float | None
     seed: int = 1
+    services: int = 1
 
 
 class Emulator:
@@ -185,6 +191,8 @@ class Emulator:
             "--seed",
             str(self.spec.seed),
         ]
+        if self.spec.services > 1:
+            command += ["--services", ",".join(_service_names(self.spec.services))]
         if self.spec.rate_limit is not None:
             command += ["--rate-limit", str(self.spec.rate_limit)]
         log = self.log_path.open("wb")
@@ -313,6 +321,7 @@ class Settings:
     rate_limited_strategies: tuple[str, ...]
     retrieval_rows: int
     rss_target_n: int
+    idle_services: int
     workdir: Path
     quick: bool
 
@@ -360,6 +369,59 @@ def _archive_once(
     measured = run_measured([*_archiver_command(), "archive"], env, settings.workdir / f"{label}.log")
     _check(measured, f"sms-archiver archive ({label})")
     return measured, emulator.stats(), _last_cycle(store)
+
+
+def _service_names(count: int) -> list[str]:
+    return [f"sms-bench{index:05d}-1" for index in range(count)]
+
+
+def idle_services_cases(settings: Settings) -> list[Case]:
+    """An idle cycle over many services and both directions: one service at a time, then several."""
+    count = settings.idle_services
+    spec = EmulatorSpec(outgoing=count * 2, days=30, latency_ms=settings.latency_ms, rate_limit=None, services=count)
+    _log(f"emulator: {count} services, {settings.latency_ms:g} ms latency")
+    cases: list[Case] = []
+    walls: dict[int, float] = {}
+    with Emulator(spec, settings.workdir / f"emulator-services-{count}.log") as emulator:
+        store = settings.workdir / f"services-{count}"
+        for workers in (1, DEFAULT_SERVICE_CONCURRENCY):
+            env = _archive_env(emulator, store, "auto", 1000.0, settings.concurrency)
+            env.update(
+                {
+                    "SMS_ARCHIVER_ARCHIVE__DIRECTIONS": "outgoing,incoming",
+                    "SMS_ARCHIVER_ARCHIVE__SERVICE_CONCURRENCY": str(workers),
+                }
+            )
+            # The first cycle archives the little there is; the second, measured, finds nothing new.
+            _check(
+                run_measured([*_archiver_command(), "archive"], env, settings.workdir / "services-first.log"), "first"
+            )
+            emulator.reset_stats()
+            _log(f"idle cycle over {count} services x 2 directions, service concurrency {workers}")
+            label = f"services-idle-{workers}"
+            measured = run_measured([*_archiver_command(), "archive"], env, settings.workdir / f"{label}.log")
+            _check(measured, f"sms-archiver archive ({label})")
+            stats = emulator.stats()
+            walls[workers] = measured.wall
+            listings = sum(v for k, v in stats["by_route"].items() if k.startswith("GET /sms/{sn}/") and "{id" not in k)
+            cases.append(
+                Case(
+                    case=f"idle cycle, {count} services x 2",
+                    n=count * 2,
+                    strategy=f"service concurrency {workers}",
+                    rows=None,
+                    wall=measured.wall,
+                    requests=int(stats["total"]),
+                    peak_rss_mib=measured.peak_rss_mib,
+                    targets=[Target(f"one listing per service and direction ({listings})", listings == count * 2)],
+                    by_route=stats["by_route"],
+                    by_status=stats["by_status"],
+                    details={"cpu_seconds": measured.cpu_seconds},
+                )
+            )
+    ratio = walls[1] / walls[DEFAULT_SERVICE_CONCURRENCY]
+    cases[-1].targets.append(Target(f"wall, concurrency 1 / {DEFAULT_SERVICE_CONCURRENCY}: {ratio:.2f}x", None))
+    return cases
 
 
 def _log(message: str) -> None:
@@ -420,9 +482,11 @@ def _request_target(strategy: str, n: int, requests: int, days: int) -> Target |
         return Target(f"requests ≤ N/50 + 10 = {limit} ({requests})", requests <= limit)
     if strategy == "export":
         windows = _windows(days)
-        limit = EXPORT_HANDFUL * windows
+        limit = EXPORT_HANDFUL * windows + PROOF_LISTINGS + EXPORT_DATE_SAMPLE
         return Target(
-            f"requests ≤ {EXPORT_HANDFUL} per 12-month window x {windows} = {limit} ({requests})", requests <= limit
+            f"requests ≤ {EXPORT_HANDFUL} per 12-month window x {windows} + {PROOF_LISTINGS} proof listings "
+            f"+ {EXPORT_DATE_SAMPLE} date check = {limit} ({requests})",
+            requests <= limit,
         )
     return None
 
@@ -874,7 +938,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-limited-strategies", type=_strategies, help="default per-id,batch,export; '' skips the case"
     )
     parser.add_argument("--retrieval-rows", type=int, help="rows of the retrieved month (default 1000000; quick 20000)")
-    parser.add_argument("--skip", default="", help="comma list of case groups to skip: naive,backfill,rate,retrieve")
+    parser.add_argument("--idle-services", type=int, help="services of the idle-cycle case (default 200; quick: 10)")
+    parser.add_argument(
+        "--skip", default="", help="comma list of case groups to skip: naive,backfill,rate,services,retrieve"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.md", help="markdown table file")
     parser.add_argument("--json", type=Path, help="also write the raw numbers as JSON")
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a fresh temporary one, removed)")
@@ -901,6 +968,7 @@ def settings_from(args: argparse.Namespace, workdir: Path) -> Settings:
         ),
         retrieval_rows=args.retrieval_rows or (20_000 if quick else 1_000_000),
         rss_target_n=100_000,
+        idle_services=args.idle_services or (10 if quick else 200),
         workdir=workdir,
         quick=quick,
     )
@@ -945,6 +1013,8 @@ def run(settings: Settings, skip: set[str]) -> list[Case]:
             with Emulator(spec, settings.workdir / f"emulator-ratelimited-{n}.log") as emulator:
                 for strategy in strategies:
                     cases.append(rate_limited_case(emulator, n, strategy, settings))
+    if "services" not in skip:
+        cases += idle_services_cases(settings)
     if "retrieve" not in skip:
         cases += retrieval_cases(settings)
     return cases
