@@ -1,7 +1,8 @@
 """The ``sms-archiver`` command: parse arguments, wire settings to actions, print, exit.
 
 Exit statuses: 0 success; 1 a failure the message explains (OVH, storage, integrity); 2 a wrong
-setting or argument; 75 another instance holds the lease (try again later); 130 interrupted.
+setting or argument; 75 another instance holds the lease (try again later); 130 interrupted; 141 the
+reader of standard output went away (``| head``), quietly, without a traceback.
 No business rules live here: each subcommand calls one action module.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,7 +32,7 @@ from archiver.retention import RetentionReport, run_retention
 from archiver.retrieve import OutputFormat, month_range, parse_month, retrieve
 from archiver.source import OvhSource
 from archiver.state import load_state, read_lease, reset_state
-from archiver.store import Store, open_store
+from archiver.store import LocalStore, Store, open_store
 from archiver.verify import verify_archive
 
 __all__ = ["EXIT_CODES", "main"]
@@ -38,6 +40,9 @@ __all__ = ["EXIT_CODES", "main"]
 log = structlog.get_logger()
 
 EXIT_CODES: dict[type[ArchiverError], int] = {ConfigError: 2, LeaseHeldError: 75, ArchiverError: 1}
+# The reader of our standard output went away (``sms-archiver retrieve ... | head``): 128 + SIGPIPE, the
+# status a shell reports for a program that SIGPIPE ended, such as ``yes`` in ``yes | head -1``.
+EXIT_BROKEN_PIPE = 141
 
 
 def exit_code(error: ArchiverError) -> int:
@@ -231,14 +236,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def _state_services(settings: Settings, store: Store, wanted: str | None) -> list[str]:
     if wanted:
         return [wanted]
-    if settings.ovh.services:
-        return list(settings.ovh.services)
-    return archived_services(store)
+    return sorted(set(settings.ovh.services) | set(archived_services(store)))
 
 
 def cmd_state_show(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store = open_store(settings.storage)
+    store = _reading_store(settings)
     document: list[dict[str, Any]] = []
     for service in _state_services(settings, store, args.service):
         lease = read_lease(store, service)
@@ -296,10 +299,35 @@ def cmd_state_reset(args: argparse.Namespace) -> int:
 
 
 def _services_in(settings: Settings, store: Store, wanted: str | None) -> list[str]:
+    """The configured services and those the archive holds; only ``wanted`` if given (and known)."""
     known = sorted(set(settings.ovh.services) | set(archived_services(store)))
     if wanted:
+        if wanted not in known:
+            raise ConfigError(
+                f"--service {wanted}: no such service in the archive at {store.describe()} nor in the settings; "
+                + (f"known: {', '.join(known)}" if known else "the archive holds no service yet")
+            )
         return [wanted]
     return known
+
+
+def _reading_store(settings: Settings) -> Store:
+    """The store, for a command that only reads: a local archive directory that does not exist is an error.
+
+    Writers create the directory on their first write; a reader would silently show an empty archive.
+    """
+    store = open_store(settings.storage)
+    if isinstance(store, LocalStore) and not store.directory.is_dir():
+        raise ConfigError(
+            f"SMS_ARCHIVER_STORAGE__URL (storage.url): {store.describe()}: no such directory; "
+            "check the path, or run 'sms-archiver archive' or 'backfill' to start an archive there"
+        )
+    return store
+
+
+def _note_if_empty(store: Store, services: list[str]) -> None:
+    if not services:
+        print(f"note: nothing archived yet in {store.describe()}", file=sys.stderr)
 
 
 def _one_service(settings: Settings, store: Store, wanted: str | None) -> str:
@@ -307,7 +335,9 @@ def _one_service(settings: Settings, store: Store, wanted: str | None) -> str:
     if len(services) == 1:
         return services[0]
     if not services:
-        raise ConfigError(f"the archive at {store.describe()} holds no service yet (run 'sms-archiver archive' first)")
+        raise ConfigError(
+            f"the archive at {store.describe()} holds no service yet (run 'sms-archiver archive' or 'backfill' first)"
+        )
     raise ConfigError(f"the archive holds several services; choose one with --service: {', '.join(services)}")
 
 
@@ -317,10 +347,12 @@ def _directions(args: argparse.Namespace) -> list[Direction]:
 
 def cmd_months(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store = open_store(settings.storage)
+    store = _reading_store(settings)
+    services = _services_in(settings, store, args.service)
+    _note_if_empty(store, services)
     summaries = [
         summary
-        for service in _services_in(settings, store, args.service)
+        for service in services
         for direction in _directions(args)
         for summary in summarize_months(store, service, direction)
     ]
@@ -359,7 +391,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     first = parse_month(args.month)
     months = month_range(first, parse_month(args.until_month, option="--until-month") if args.until_month else first)
     settings = _settings(args)
-    store = open_store(settings.storage)
+    store = _reading_store(settings)
     service = _one_service(settings, store, args.service)
     filters = {
         column: value
@@ -398,8 +430,11 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     months = [parse_month(args.month)] if args.month else None
     settings = _settings(args)
-    store = open_store(settings.storage)
-    checks = verify_archive(settings, store, service=args.service, months=months)
+    store = _reading_store(settings)
+    services = _services_in(settings, store, args.service)
+    checks = [
+        check for service in services for check in verify_archive(settings, store, service=service, months=months)
+    ]
     problems = [problem for check in checks for problem in check.problems]
     if args.json or not sys.stdout.isatty():
         document = [
@@ -432,7 +467,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for problem in problems:
         log.error("verify_problem", kind=problem.kind, key=problem.key, detail=problem.detail)
     if not checks:
-        print("note: nothing archived yet, nothing to verify", file=sys.stderr)
+        archived = ", ".join(services) if services else "no service"
+        print(f"note: nothing to verify in {store.describe()} ({archived}; no archived month)", file=sys.stderr)
     return 1 if problems else 0
 
 
@@ -519,7 +555,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from archiver.status import show_status
 
     settings = _settings(args)
-    return show_status(settings, open_store(settings.storage), as_json=args.json)
+    return show_status(settings, _reading_store(settings), as_json=args.json)
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -637,6 +673,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _reader_gone() -> int:
+    """The reader of standard output went away (``| head``): stop quietly, as ``cat`` or ``yes`` do.
+
+    Python's documentation (signal module, "Note on SIGPIPE") recommends pointing standard output at
+    devnull, so that the interpreter's final flush of what is still buffered does not fail again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -649,10 +697,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     new_run_id()
     try:
         code: int = args.handler(args)
+        # Flush now rather than at exit, so that a reader gone early is noticed here, where it is handled.
+        sys.stdout.flush()
         return code
+    except BrokenPipeError:
+        return _reader_gone()
     except ArchiverError as error:
+        # Said once, for people; the log line is for debugging only (it would repeat the message).
         print(f"sms-archiver: {error}", file=sys.stderr)
-        log.error("command_failed", command=args.command, error_type=type(error).__name__, error=str(error))
+        log.debug("command_failed", command=args.command, error_type=type(error).__name__, error=str(error))
         return exit_code(error)
     except KeyboardInterrupt:
         print("sms-archiver: interrupted", file=sys.stderr)

@@ -59,7 +59,8 @@ def status_document(settings: Settings, store: Store) -> dict[str, Any]:
     """The status as data: ``services`` (one entry per service and direction) and ``daemons``."""
     daemons = read_daemons(store)
     entries: list[dict[str, Any]] = []
-    services = list(settings.ovh.services) or archived_services(store)
+    # The configured services, and every one the archive holds (a backfill alone leaves no cursor).
+    services = sorted(set(settings.ovh.services) | set(archived_services(store)))
     for service in services:
         lease = read_lease(store, service)
         for direction in settings.archive.directions:
