@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import structlog
 
@@ -27,7 +27,8 @@ from archiver.config import DIRECTIONS, Direction, Settings, load_settings
 from archiver.errors import ArchiverError, ConfigError, LeaseHeldError
 from archiver.logs import configure_logging, new_run_id
 from archiver.ping import Pinger
-from archiver.reader import archived_services, summarize_months
+from archiver.reader import archived_services, iter_records, summarize_months
+from archiver.records import COLUMNS
 from archiver.retention import RetentionReport, run_retention
 from archiver.retrieve import OutputFormat, month_range, parse_month, retrieve
 from archiver.source import OvhSource
@@ -398,6 +399,8 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         for column, value in (("sender", args.sender), ("receiver", args.receiver), ("tag", args.tag))
         if value is not None
     }
+    if args.format == "xlsx":
+        return _retrieve_workbook(args, settings, store, service, months, filters)
     fmt = OutputFormat(
         delimiter=args.delimiter or settings.archive.delimiter,
         gzip=args.gzip,
@@ -405,26 +408,77 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         neutralize_formulas=args.neutralize_formulas,
         filters=filters,
     )
+    count = _write_output(args, lambda output: retrieve(store, service, args.direction, months, output, fmt))
+    _note_retrieved(args, service, count)
+    return 0
+
+
+def _write_output(args: argparse.Namespace, write: Callable[[BinaryIO], int]) -> int:
+    """Run ``write`` on standard output or on ``--output``; return what it returns (the row count)."""
     if args.output in (None, "-"):
-        count = retrieve(store, service, args.direction, months, sys.stdout.buffer, fmt)
-    else:
-        # Write beside the target and rename at the end: a failure never leaves a half file behind.
-        target = Path(args.output)
-        partial = target.with_name(f".{target.name}.partial")
-        try:
-            with partial.open("wb") as output:
-                count = retrieve(store, service, args.direction, months, output, fmt)
-            partial.replace(target)
-        except OSError as error:
-            raise ArchiverError(f"cannot write {target}: {error.strerror}") from None
-        finally:
-            partial.unlink(missing_ok=True)
+        return write(sys.stdout.buffer)
+    # Write beside the target and rename at the end: a failure never leaves a half file behind.
+    target = Path(args.output)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with partial.open("wb") as output:
+            count = write(output)
+        partial.replace(target)
+    except OSError as error:
+        raise ArchiverError(f"cannot write {target}: {error.strerror}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
+
+
+def _retrieve_workbook(
+    args: argparse.Namespace,
+    settings: Settings,
+    store: Store,
+    service: str,
+    months: list[tuple[int, int]],
+    filters: dict[str, str],
+) -> int:
+    """``retrieve --format xlsx``: the same records as the CSV, as a workbook (archiver.xlsx)."""
+    from archiver.xlsx import write_workbook
+
+    csv_only = [
+        option
+        for option, given in (
+            ("--gzip", args.gzip),
+            ("--excel", args.excel),
+            ("--delimiter", args.delimiter),
+            ("--neutralize-formulas", args.neutralize_formulas),
+        )
+        if given
+    ]
+    if csv_only:
+        raise ConfigError(f"{', '.join(csv_only)}: for --format csv only (a workbook needs none of them)")
+    if args.output in (None, "-") and sys.stdout.isatty():
+        raise ConfigError("--format xlsx writes a binary file: give --output FILE.xlsx (or redirect the output)")
+    columns = COLUMNS[args.direction]
+    unknown = [column for column in filters if column not in columns]
+    if unknown:
+        raise ConfigError(f"{args.direction} records have no {', '.join(unknown)} column to filter on")
+    records = (
+        record
+        for year, month in months
+        for record in iter_records(store, service, args.direction, year, month)
+        if all(record.get(column) == wanted for column, wanted in filters.items())
+    )
+    count = _write_output(
+        args, lambda output: write_workbook(records, args.direction, output, zone=settings.archive.zone)
+    )
+    _note_retrieved(args, service, count)
+    return 0
+
+
+def _note_retrieved(args: argparse.Namespace, service: str, count: int) -> None:
     span = args.month + (f"..{args.until_month}" if args.until_month else "")
     if count == 0:
         print(f"note: no archived {args.direction} SMS for {service} in {span}: header only", file=sys.stderr)
     else:
         log.info("retrieved", service=service, direction=args.direction, months=span, rows=count)
-    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -620,7 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--direction", choices=DIRECTIONS, help="default: both")
     sub.add_argument("--json", action="store_true", help="JSON output")
 
-    sub = add("retrieve", cmd_retrieve, "Write one or more archived months as one CSV, each SMS once (newest version).")
+    sub = add(
+        "retrieve",
+        cmd_retrieve,
+        "Write one or more archived months as one CSV (or an Excel workbook), each SMS once (newest version).",
+    )
     sub.add_argument("--month", required=True, metavar="YYYY-MM", help="the (first) month")
     sub.add_argument("--until-month", metavar="YYYY-MM", help="last month of a range (inclusive)")
     sub.add_argument("--service", help="required when the archive holds several services")
@@ -629,6 +687,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--sender", help="only SMS from this sender (exact match)")
     sub.add_argument("--receiver", help="only SMS to this number (outgoing; exact match)")
     sub.add_argument("--tag", help="only SMS with this tag (exact match)")
+    sub.add_argument(
+        "--format",
+        choices=["csv", "xlsx"],
+        default="csv",
+        help="csv (default): the archive's own format, byte for byte; xlsx: a workbook for Excel or LibreOffice "
+        "(numbers as text, real dates, no formulas)",
+    )
     sub.add_argument("--gzip", action="store_true", help="gzip the output")
     sub.add_argument("--excel", action="store_true", help="UTF-8 BOM so Excel shows accents right on a double click")
     sub.add_argument("--delimiter", type=_delimiter, help="output delimiter (default: the archive's, ';')")
