@@ -34,6 +34,7 @@ from archiver.retrieve import OutputFormat, month_range, parse_month, retrieve
 from archiver.source import OvhSource
 from archiver.state import load_state, read_lease, reset_state
 from archiver.store import LocalStore, Store, open_store
+from archiver.tables import add_columns, table_console
 from archiver.verify import verify_archive
 
 __all__ = ["EXIT_CODES", "main"]
@@ -61,32 +62,55 @@ class RichProgress:
 
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
+        # Elapsed time from the start, the rate, and an estimate: at OVH's default 1 request/s a long
+        # backfill must say early how long it will take. The rate and the estimate average over the
+        # last minute (speed_estimate_period), so they appear after a few records and stay steady.
         self.bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("eta"),
             TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=True,
+            speed_estimate_period=60,
         )
         self.task: Any = None
 
     def start(self, description: str, total: int) -> None:
         if total:
             self.bar.start()
-            self.task = self.bar.add_task(description, total=total)
+            self.task = self.bar.add_task(description, total=total, rate=records_rate(None))
 
     def advance(self, count: int) -> None:
         if self.task is not None:
             self.bar.advance(self.task, count)
+            task = next(task for task in self.bar.tasks if task.id == self.task)
+            self.bar.update(self.task, rate=records_rate(task.speed))
 
     def finish(self) -> None:
         if self.task is not None:
             self.bar.remove_task(self.task)
             self.bar.stop()
             self.task = None
+
+
+def records_rate(per_second: float | None) -> str:
+    """A rate of records for the progress bar: ``12.3/s``, ``0.52/s``, or ``…/s`` before it is known."""
+    if per_second is None:
+        return "…/s"
+    return f"{per_second:.2f}/s" if per_second < 10 else f"{per_second:,.0f}/s"
 
 
 def _progress(args: argparse.Namespace) -> RichProgress | None:
@@ -96,22 +120,11 @@ def _progress(args: argparse.Namespace) -> RichProgress | None:
 def _print_reports(reports: Sequence[DirectionReport], title: str) -> None:
     if not sys.stdout.isatty():
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
-    for column in (
-        "service",
-        "direction",
-        "listed",
-        "fetched",
-        "rows written",
-        "parts",
-        "malformed",
-        "API calls",
-        "s",
-    ):
-        table.add_column(column, justify="left" if column in ("service", "direction") else "right")
+    columns = ("service", "direction", "listed", "fetched", "rows written", "parts", "malformed", "API calls", "s")
+    add_columns(table, columns, right=columns[2:])
     for report in reports:
         table.add_row(
             report.service,
@@ -124,7 +137,7 @@ def _print_reports(reports: Sequence[DirectionReport], title: str) -> None:
             str(report.api_calls),
             f"{report.seconds:.1f}",
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 # -- wiring --------------------------------------------------------------------------------------
@@ -261,15 +274,13 @@ def cmd_state_show(args: argparse.Namespace) -> int:
                     "lease": lease.describe() if lease else None,
                 }
             )
-    if args.json or not sys.stdout.isatty():
+    if args.json:
         print(json.dumps(document, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="archive state")
-    for column in ("service", "direction", "cursor", "awaiting status", "retry", "last cycle", "lease"):
-        table.add_column(column)
+    add_columns(table, ("service", "direction", "cursor", "awaiting status", "retry", "last cycle", "lease"))
     for item in document:
         last = item["last_cycle"]
         table.add_row(
@@ -281,7 +292,7 @@ def cmd_state_show(args: argparse.Namespace) -> int:
             f"{last.get('finished_at', '')} +{last.get('rows_written', 0)} rows" if last else "",
             item["lease"] or "free",
         )
-    Console().print(table)
+    table_console().print(table)
     return 0
 
 
@@ -357,15 +368,17 @@ def cmd_months(args: argparse.Namespace) -> int:
         for direction in _directions(args)
         for summary in summarize_months(store, service, direction)
     ]
-    if args.json or not sys.stdout.isatty():
+    if args.json:
         print(json.dumps([asdict(summary) for summary in summaries], indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"archived months in {store.describe()}")
-    for column in ("service", "direction", "month", "rows", "days", "parts", "size"):
-        table.add_column(column, justify="right" if column in ("rows", "days", "parts", "size") else "left")
+    add_columns(
+        table,
+        ("service", "direction", "month", "rows", "days", "parts", "size"),
+        right=("rows", "days", "parts", "size"),
+    )
     for item in summaries:
         table.add_row(
             item.service,
@@ -376,7 +389,7 @@ def cmd_months(args: argparse.Namespace) -> int:
             str(item.parts),
             _human_size(item.bytes),
         )
-    Console().print(table)
+    table_console().print(table)
     return 0
 
 
@@ -490,7 +503,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         check for service in services for check in verify_archive(settings, store, service=service, months=months)
     ]
     problems = [problem for check in checks for problem in check.problems]
-    if args.json or not sys.stdout.isatty():
+    if args.json:
         document = [
             {
                 "service": check.service,
@@ -505,16 +518,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         ]
         print(json.dumps(document, indent=2))
     else:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(title=f"verify {store.describe()}")
-        for column in ("service", "direction", "month", "parts", "rows", "result"):
-            table.add_column(column)
+        add_columns(table, ("service", "direction", "month", "parts", "rows", "result"))
         for check in checks:
             result = "ok" if not check.problems else f"{len(check.problems)} problem(s)"
             table.add_row(check.service, check.direction, check.label, str(check.parts), str(check.rows), result)
-        console = Console()
+        console = table_console()
         console.print(table)
         for problem in problems:
             console.print(f"[red]{problem.kind}[/red] {problem.key}: {problem.detail}", markup=True, highlight=False)
@@ -569,13 +580,11 @@ def cmd_retention(args: argparse.Namespace) -> int:
 def _print_retention(report: RetentionReport, *, limit: int) -> None:
     from collections import Counter
 
-    from rich.console import Console
     from rich.table import Table
 
     title = "retention: deleted at OVH" if report.applied else "retention dry run: nothing deleted (add --apply)"
     table = Table(title=title)
-    for column in ("service", "direction", "id", "date", "action", "reason"):
-        table.add_column(column)
+    add_columns(table, ("service", "direction", "id", "date", "action", "reason"))
     for decision in report.decisions[:limit]:
         table.add_row(
             decision.service,
@@ -585,7 +594,7 @@ def _print_retention(report: RetentionReport, *, limit: int) -> None:
             decision.action,
             decision.reason,
         )
-    console = Console()
+    console = table_console()
     console.print(table)
     if len(report.decisions) > limit:
         console.print(f"... {len(report.decisions) - limit} more (use --json for all)")
@@ -630,6 +639,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------------
 
 
+def _version() -> str:
+    """The installed distribution's version (its metadata), whatever the checkout holds."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sms-archiver")
+    except PackageNotFoundError:
+        return "(not installed: run from a source tree)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sms-archiver",
@@ -641,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override log.level")
     parser.add_argument("--log-format", choices=["auto", "json", "console"], help="override log.format")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
@@ -720,11 +740,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true", help="JSON output (every decision)")
     sub.add_argument("--limit", type=int, default=50, help="rows shown in the table (default 50)")
 
-    add(
-        "emulator",
-        cmd_emulator,
-        "Serve the built-in OVH API emulator on 127.0.0.1 (for trials and tests); "
-        "its options: sms-archiver emulator --help-emulator",
+    # No help of its own: --help, like every other option, goes to the emulator, which lists its options.
+    emulator_help = "Serve the built-in OVH API emulator on 127.0.0.1 (for trials and tests); options: emulator --help"
+    commands.add_parser("emulator", help=emulator_help, description=emulator_help, add_help=False).set_defaults(
+        handler=cmd_emulator
     )
 
     sub = add("demo", cmd_demo, "Archive sample data from the built-in OVH emulator: no OVH account needed.")

@@ -1,0 +1,43 @@
+"""Where the commands' tables are printed: a rich console on standard output, never cutting a table.
+
+A command's own output (``months``, ``status``, ``verify``, ``state show``) is a table unless ``--json``
+is given, whether standard output is a terminal or a pipe: a script asks for ``--json``. Piped, rich
+would assume 80 columns and shorten cells to ``sms-d…``; here a pipe gets all the width a table needs
+(it is only as wide as its content), and on a narrow terminal long names fold onto a second line
+rather than losing their end (``fold_column``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+__all__ = ["PIPED_WIDTH", "add_columns", "table_console"]
+
+# Wide enough for any of our tables; a table is never wider than its content.
+PIPED_WIDTH = 1000
+
+
+def table_console() -> Console:
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=PIPED_WIDTH, no_color=True, highlight=False)
+
+
+def add_columns(table: Table, columns: tuple[str, ...], *, right: tuple[str, ...] = (), **options: Any) -> None:
+    """Add ``columns`` to ``table``; a cell too long for a narrow terminal folds, it is never cut short."""
+    no_wrap = options.pop("no_wrap", ())
+    for column in columns:
+        table.add_column(
+            column,
+            justify="right" if column in right else "left",
+            overflow="fold",
+            no_wrap=column in no_wrap,
+            **options,
+        )
