@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -186,3 +187,130 @@ def test_an_empty_archive_says_so(emulator, tmp_path: Path) -> None:
     result = run_cli("months", env=env)
     assert result.code == 0
     assert "nothing archived" in result.stderr
+
+
+# -- smaller things --------------------------------------------------------------------------------
+
+
+def test_version_comes_from_the_package_metadata(emulator, tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    result = run_cli("--version", env=cli_env(emulator, local_storage_env(tmp_path)))
+    assert result.code == 0, result.stderr
+    assert result.stdout.strip() == f"sms-archiver {version('sms-archiver')}"
+
+
+def test_emulator_help_lists_the_emulators_options(emulator, tmp_path: Path) -> None:
+    result = run_cli("emulator", "--help", env=cli_env(emulator, local_storage_env(tmp_path)))
+    assert result.code == 0, result.stderr
+    for option in ("--port", "--outgoing", "--latency-ms"):
+        assert option in result.stdout
+
+
+def test_a_typo_in_the_toml_file_is_named_by_file_and_key(emulator, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[storage]\nurll = "file:///tmp/x"\n[archive]\ngzip = "maybe"\n', encoding="utf-8")
+    result = run_cli("--config", str(config), "months", env=cli_env(emulator, local_storage_env(tmp_path)))
+    assert result.code == 2
+    assert f"{config}: [storage] urll: unknown setting" in result.stderr
+    assert f"{config}: [archive] gzip:" in result.stderr
+    assert "SMS_ARCHIVER_STORAGE__URLL" not in result.stderr
+    assert "SMS_ARCHIVER_ARCHIVE__GZIP" not in result.stderr
+
+
+def test_a_setting_from_the_environment_is_still_named_by_its_variable(emulator, tmp_path: Path) -> None:
+    env = cli_env(emulator, local_storage_env(tmp_path), SMS_ARCHIVER_ARCHIVE__GZIP="maybe")
+    result = run_cli("months", env=env)
+    assert result.code == 2
+    assert "SMS_ARCHIVER_ARCHIVE__GZIP" in result.stderr
+
+
+def test_demo_names_its_storage_url_flag(emulator, tmp_path: Path) -> None:
+    result = run_cli("demo", "--storage-url", "ftp://x", env=cli_env(emulator, local_storage_env(tmp_path)))
+    assert result.code == 2
+    assert "--storage-url" in result.stderr
+    assert "SMS_ARCHIVER_STORAGE__URL" not in result.stderr
+
+
+def test_demo_twice_and_its_closing_hints_work_when_pasted(emulator, tmp_path: Path) -> None:
+    env = cli_env(emulator, {})
+    env.pop("SMS_ARCHIVER_STORAGE__URL", None)
+    env["PATH"] = "/usr/bin:/bin"  # no virtual environment on the PATH, as in a fresh shell
+    storage = (tmp_path / "demo").as_uri()
+    first = run_cli("demo", "--storage-url", storage, "--outgoing", "40", "--incoming", "5", env=env)
+    assert first.code == 0, first.stderr
+    assert "first cycle" in first.stdout
+    second = run_cli("demo", "--storage-url", storage, "--outgoing", "40", "--incoming", "5", env=env)
+    assert second.code == 0, second.stderr
+    assert "first cycle" not in second.stdout
+    hints = [line.strip() for line in second.stdout.splitlines() if " retrieve " in line]
+    assert len(hints) == 2 and "--format xlsx" in hints[1]
+    work = tmp_path / "paste"
+    work.mkdir()
+    for hint in hints:
+        pasted = subprocess.run(
+            ["bash", "-c", hint], cwd=work, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert pasted.returncode == 0, f"{hint}\n{pasted.stderr}"
+    assert sorted(path.suffix for path in work.iterdir()) == [".csv", ".xlsx"]
+
+
+@pytest.mark.parametrize("command", [("months",), ("status",), ("verify",), ("state", "show")])
+def test_piped_tables_follow_json_alone_and_are_not_cut(emulator, tmp_path: Path, command: tuple[str, ...]) -> None:
+    env = cli_env(emulator, local_storage_env(tmp_path / "archive"))
+    assert run_cli("archive", env=env).code == 0
+    table = run_cli(*command, env=env)
+    assert table.code == 0, table.stderr
+    with pytest.raises(ValueError):
+        json.loads(table.stdout)
+    lines = [line for line in table.stdout.splitlines() if SERVICE in line]
+    assert lines, table.stdout  # the service's whole name, not "sms-t…"
+    assert any("outgoing" in line for line in lines) and any("incoming" in line for line in lines)
+    assert "…" not in table.stdout
+    as_json = run_cli(*command, "--json", env=env)
+    assert as_json.code == 0
+    assert json.loads(as_json.stdout)
+
+
+def test_compact_logs_no_line_per_day(tmp_path: Path) -> None:
+    with make_emulator(outgoing=200, incoming=20, days=30) as emulator:
+        env = cli_env(emulator, local_storage_env(tmp_path / "archive"))
+        assert run_cli("archive", env=env).code == 0
+        # Statuses changed after archiving: a backfill writes the newer versions as second parts of old days.
+        old = dt.datetime.now(dt.UTC) - dt.timedelta(days=6)
+        for sms_id, raw in sorted(emulator.outgoing(SERVICE).items())[::5]:
+            if dt.datetime.fromisoformat(raw["creationDatetime"]).astimezone(dt.UTC) < old:
+                emulator.update_outgoing(SERVICE, sms_id, ptt=26, deliveredAt=None)
+        today = dt.date.today()
+        backfill = run_cli("backfill", "--from", str(today - dt.timedelta(days=31)), "--to", str(today), env=env)
+        assert backfill.code == 0
+    result = run_cli("compact", env=env)
+    assert result.code == 0, result.stderr
+    done = result.events("compaction_done")
+    assert done and done[0]["days_compacted"] > 0, result.stderr
+    assert not result.events("day_compacted")
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_unreachable_endpoint_says_connection_refused_and_the_host(tmp_path: Path) -> None:
+    port = closed_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SMS_ARCHIVER_")}
+    env |= {
+        "SMS_ARCHIVER_OVH__ENDPOINT": f"http://127.0.0.1:{port}/1.0",
+        "SMS_ARCHIVER_OVH__APPLICATION_KEY": "k",
+        "SMS_ARCHIVER_OVH__APPLICATION_SECRET": "s",
+        "SMS_ARCHIVER_OVH__CONSUMER_KEY": "c",
+        "SMS_ARCHIVER_SECRETS_DIR": "/nonexistent-sms-archiver-secrets",
+        "SMS_ARCHIVER_LOG__FORMAT": "json",
+        **local_storage_env(tmp_path / "archive"),
+    }
+    result = run_cli("archive", env=env)
+    assert result.code == 1
+    final = result.stderr.strip().splitlines()[-1]
+    assert "connection refused" in final and f"127.0.0.1:{port}" in final, final
+    assert len(result.events("api_retry")) <= 2  # a refused connection is retried a little, not 6 times
