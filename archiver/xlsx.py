@@ -121,6 +121,12 @@ class _Sheets:
             self.sheet.set_row(self.row, _LINE_HEIGHT * lines)
         for index, (column, value) in enumerate(zip(self.columns, record.fields, strict=True)):
             self._cell(self.row, index, column, value)
+        # Writing this row's first cell flushed the previous row to the temporary file; XlsxWriter still
+        # keeps that row's height (set_row) in two dicts that would grow by one entry per tall row (about
+        # 300 MB for a million): drop it. Where a later XlsxWriter keeps no such dicts, nothing to do.
+        for kept in (getattr(self.sheet, "row_info", None), getattr(self.sheet, "row_sizes", None)):
+            if isinstance(kept, dict):
+                kept.pop(self.row - 1, None)
 
     def _cell(self, row: int, index: int, column: str, value: str) -> None:
         if value == "":

@@ -128,3 +128,10 @@ def test_any_text_comes_back_as_the_same_string(texts: list[str]) -> None:
     message = OUTGOING_COLUMNS.index("message")
     for row, text in zip(rows, texts, strict=True):
         assert row[message] == (text or None)
+
+
+def test_a_multi_line_message_gets_a_taller_row() -> None:
+    sheet = read_back([outgoing(1, message="one\ntwo\nthree"), outgoing(2, message="short")]).active
+    assert sheet.row_dimensions[2].height == 45
+    assert sheet.row_dimensions[3].height is None  # the default height
+    assert sheet["I2"].alignment.wrap_text
