@@ -547,9 +547,11 @@ def _from_file(names: list[str], file_values: Mapping[str, Any]) -> bool:
     return (ENV_PREFIX + "__".join(name.upper() for name in names)) not in {key.upper() for key in os.environ}
 
 
-def _toml_name(names: list[str]) -> str:
-    """``[storage] url``, as the setting is written in the TOML file."""
-    return f"[{'.'.join(names[:-1])}] {names[-1]}" if len(names) >= 2 else names[0]
+def _toml_name(names: list[str], file_values: Mapping[str, Any]) -> str:
+    """The setting as it is written in the TOML file: ``[storage] url``, a table ``[foo]``, a key ``lease``."""
+    if len(names) >= 2:
+        return f"[{'.'.join(names[:-1])}] {names[-1]}"
+    return f"[{names[0]}]" if isinstance(file_values.get(names[0]), Mapping) else names[0]
 
 
 def _describe(error: Mapping[str, Any], file: Path | None = None, file_values: Mapping[str, Any] | None = None) -> str:
@@ -570,7 +572,7 @@ def _describe(error: Mapping[str, Any], file: Path | None = None, file_values: M
     # A setting written in the TOML file is named as it is written there, not by its variable.
     # (Unknown variables were refused before validation: an unknown key can only come from the file.)
     if file is not None and file_values is not None and names and _from_file(names, file_values):
-        return f"{file}: {_toml_name(names)}: {message}{shown}"
+        return f"{file}: {_toml_name(names, file_values)}: {message}{shown}"
     return f"{_setting_name(location)}: {message}{shown}"
 
 

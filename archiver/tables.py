@@ -25,9 +25,15 @@ PIPED_WIDTH = 1000
 def table_console() -> Console:
     from rich.console import Console
 
+    class TableConsole(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would exit 1 on its own; the CLI ends every closed pipe the same way (cli.main).
+            self.quiet = True
+            raise BrokenPipeError
+
     if sys.stdout.isatty():
-        return Console()
-    return Console(width=PIPED_WIDTH, no_color=True, highlight=False)
+        return TableConsole()
+    return TableConsole(width=PIPED_WIDTH, no_color=True, highlight=False)
 
 
 def add_columns(table: Table, columns: tuple[str, ...], *, right: tuple[str, ...] = (), **options: Any) -> None:
