@@ -3,8 +3,8 @@
 A command's own output (``months``, ``status``, ``verify``, ``state show``) is a table unless ``--json``
 is given, whether standard output is a terminal or a pipe: a script asks for ``--json``. Piped, rich
 would assume 80 columns and shorten cells to ``sms-d…``; here a pipe gets all the width a table needs
-(it is only as wide as its content), and on a narrow terminal long names fold onto a second line
-rather than losing their end (``fold_column``).
+(it is only as wide as its content), and on a narrow terminal cells wrap or fold onto more lines
+rather than losing their end (``add_columns``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-__all__ = ["PIPED_WIDTH", "add_columns", "table_console"]
+__all__ = ["KEEP_WHOLE", "PIPED_WIDTH", "add_columns", "table_console"]
 
 # Wide enough for any of our tables; a table is never wider than its content.
 PIPED_WIDTH = 1000
@@ -36,9 +36,17 @@ def table_console() -> Console:
     return TableConsole(width=PIPED_WIDTH, no_color=True, highlight=False)
 
 
+# Names a reader copies into the next command: on a narrow terminal the other columns wrap first.
+KEEP_WHOLE = frozenset({"service", "direction"})
+
+
 def add_columns(table: Table, columns: tuple[str, ...], *, right: tuple[str, ...] = (), **options: Any) -> None:
-    """Add ``columns`` to ``table``; a cell too long for a narrow terminal folds, it is never cut short."""
-    no_wrap = options.pop("no_wrap", ())
+    """Add ``columns`` to ``table``; a cell too long for a narrow terminal wraps or folds, never cut to ``…``.
+
+    ``service`` and ``direction`` do not wrap (rich narrows the wrapping columns first), so they stay
+    whole on one line unless the terminal cannot hold even them.
+    """
+    no_wrap = set(options.pop("no_wrap", ())) | KEEP_WHOLE
     for column in columns:
         table.add_column(
             column,
