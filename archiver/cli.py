@@ -25,6 +25,7 @@ from archiver.archive import DirectionReport, archive_cycle, backfill
 from archiver.compact import compact_archive
 from archiver.config import DIRECTIONS, Direction, Settings, load_settings
 from archiver.errors import ArchiverError, ConfigError, LeaseHeldError
+from archiver.layout import check_service_name
 from archiver.logs import configure_logging, new_run_id
 from archiver.ping import Pinger
 from archiver.reader import archived_services, iter_records, summarize_months
@@ -310,8 +311,22 @@ def cmd_state_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _holds_service(store: Store, service: str) -> bool:
+    """Whether the archive has a folder or a cursor for ``service`` (reads one key, not the whole listing)."""
+    try:
+        check_service_name(service)
+    except ValueError:
+        return False
+    for prefix in (f"{service}/", f"_state/{service}/"):
+        for _info in store.list(prefix):
+            return True
+    return False
+
+
 def _services_in(settings: Settings, store: Store, wanted: str | None) -> list[str]:
     """The configured services and those the archive holds; only ``wanted`` if given (and known)."""
+    if wanted and (wanted in settings.ovh.services or _holds_service(store, wanted)):
+        return [wanted]
     known = sorted(set(settings.ovh.services) | set(archived_services(store)))
     if wanted:
         if wanted not in known:

@@ -314,3 +314,12 @@ def test_an_unreachable_endpoint_says_connection_refused_and_the_host(tmp_path: 
     final = result.stderr.strip().splitlines()[-1]
     assert "connection refused" in final and f"127.0.0.1:{port}" in final, final
     assert len(result.events("api_retry")) <= 2  # a refused connection is retried a little, not 6 times
+
+
+def test_a_service_name_that_is_no_name_is_an_error_not_a_traceback(emulator, tmp_path: Path) -> None:
+    env = cli_env(emulator, local_storage_env(tmp_path / "archive"))
+    assert run_cli("archive", env=env).code == 0
+    for name in ("../x", ".hidden", "_state"):
+        result = run_cli("months", "--service", name, env=env)
+        assert result.code == 2, result.stderr
+        assert "Traceback" not in result.stderr and SERVICE in result.stderr
