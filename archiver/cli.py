@@ -1,7 +1,8 @@
 """The ``sms-archiver`` command: parse arguments, wire settings to actions, print, exit.
 
 Exit statuses: 0 success; 1 a failure the message explains (OVH, storage, integrity); 2 a wrong
-setting or argument; 75 another instance holds the lease (try again later); 130 interrupted.
+setting or argument; 75 another instance holds the lease (try again later); 130 interrupted; 141 the
+reader of standard output went away (``| head``), quietly, without a traceback.
 No business rules live here: each subcommand calls one action module.
 """
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import structlog
 
@@ -23,14 +25,17 @@ from archiver.archive import DirectionReport, archive_cycle, backfill
 from archiver.compact import compact_archive
 from archiver.config import DIRECTIONS, Direction, Settings, load_settings
 from archiver.errors import ArchiverError, ConfigError, LeaseHeldError
+from archiver.layout import check_service_name
 from archiver.logs import configure_logging, new_run_id
 from archiver.ping import Pinger
-from archiver.reader import archived_services, summarize_months
+from archiver.reader import archived_services, iter_records, summarize_months
+from archiver.records import COLUMNS
 from archiver.retention import RetentionReport, run_retention
 from archiver.retrieve import OutputFormat, month_range, parse_month, retrieve
 from archiver.source import CLOCK_TOLERANCE_SECONDS, OvhSource
 from archiver.state import load_state, read_lease, reset_state
-from archiver.store import Store, open_store
+from archiver.store import LocalStore, Store, open_store
+from archiver.tables import add_columns, table_console
 from archiver.verify import verify_archive
 
 __all__ = ["EXIT_CODES", "main"]
@@ -38,6 +43,9 @@ __all__ = ["EXIT_CODES", "main"]
 log = structlog.get_logger()
 
 EXIT_CODES: dict[type[ArchiverError], int] = {ConfigError: 2, LeaseHeldError: 75, ArchiverError: 1}
+# The reader of our standard output went away (``sms-archiver retrieve ... | head``): 128 + SIGPIPE, the
+# status a shell reports for a program that SIGPIPE ended, such as ``yes`` in ``yes | head -1``.
+EXIT_BROKEN_PIPE = 141
 
 
 def exit_code(error: ArchiverError) -> int:
@@ -55,32 +63,55 @@ class RichProgress:
 
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
+        # Elapsed time from the start, the rate, and an estimate: at OVH's default 1 request/s a long
+        # backfill must say early how long it will take. The rate and the estimate average over the
+        # last minute (speed_estimate_period), so they appear after a few records and stay steady.
         self.bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("eta"),
             TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=True,
+            speed_estimate_period=60,
         )
         self.task: Any = None
 
     def start(self, description: str, total: int) -> None:
         if total:
             self.bar.start()
-            self.task = self.bar.add_task(description, total=total)
+            self.task = self.bar.add_task(description, total=total, rate=records_rate(None))
 
     def advance(self, count: int) -> None:
         if self.task is not None:
             self.bar.advance(self.task, count)
+            task = next(task for task in self.bar.tasks if task.id == self.task)
+            self.bar.update(self.task, rate=records_rate(task.speed))
 
     def finish(self) -> None:
         if self.task is not None:
             self.bar.remove_task(self.task)
             self.bar.stop()
             self.task = None
+
+
+def records_rate(per_second: float | None) -> str:
+    """A rate of records for the progress bar: ``12.3/s``, ``0.52/s``, or ``…/s`` before it is known."""
+    if per_second is None:
+        return "…/s"
+    return f"{per_second:.2f}/s" if per_second < 10 else f"{per_second:,.0f}/s"
 
 
 def _progress(args: argparse.Namespace) -> RichProgress | None:
@@ -90,22 +121,11 @@ def _progress(args: argparse.Namespace) -> RichProgress | None:
 def _print_reports(reports: Sequence[DirectionReport], title: str) -> None:
     if not sys.stdout.isatty():
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
-    for column in (
-        "service",
-        "direction",
-        "listed",
-        "fetched",
-        "rows written",
-        "parts",
-        "malformed",
-        "API calls",
-        "s",
-    ):
-        table.add_column(column, justify="left" if column in ("service", "direction") else "right")
+    columns = ("service", "direction", "listed", "fetched", "rows written", "parts", "malformed", "API calls", "s")
+    add_columns(table, columns, right=columns[2:])
     for report in reports:
         if report.skipped:
             table.add_row(report.service, report.direction, "skipped: another instance holds its lease")
@@ -121,7 +141,7 @@ def _print_reports(reports: Sequence[DirectionReport], title: str) -> None:
             str(report.api_calls),
             f"{report.seconds:.1f}",
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 # -- wiring --------------------------------------------------------------------------------------
@@ -239,14 +259,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def _state_services(settings: Settings, store: Store, wanted: str | None) -> list[str]:
     if wanted:
         return [wanted]
-    if settings.ovh.services:
-        return list(settings.ovh.services)
-    return archived_services(store)
+    return sorted(set(settings.ovh.services) | set(archived_services(store)))
 
 
 def cmd_state_show(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store = open_store(settings.storage)
+    store = _reading_store(settings)
     document: list[dict[str, Any]] = []
     for service in _state_services(settings, store, args.service):
         lease = read_lease(store, service)
@@ -265,15 +283,13 @@ def cmd_state_show(args: argparse.Namespace) -> int:
                     "lease": lease.describe() if lease else None,
                 }
             )
-    if args.json or not sys.stdout.isatty():
+    if args.json:
         print(json.dumps(document, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="archive state")
-    for column in ("service", "direction", "cursor", "awaiting status", "retry", "last cycle", "lease"):
-        table.add_column(column)
+    add_columns(table, ("service", "direction", "cursor", "awaiting status", "retry", "last cycle", "lease"))
     for item in document:
         last = item["last_cycle"]
         table.add_row(
@@ -285,7 +301,7 @@ def cmd_state_show(args: argparse.Namespace) -> int:
             f"{last.get('finished_at', '')} +{last.get('rows_written', 0)} rows" if last else "",
             item["lease"] or "free",
         )
-    Console().print(table)
+    table_console().print(table)
     return 0
 
 
@@ -303,11 +319,50 @@ def cmd_state_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _holds_service(store: Store, service: str) -> bool:
+    """Whether the archive has a folder or a cursor for ``service`` (reads one key, not the whole listing)."""
+    try:
+        check_service_name(service)
+    except ValueError:
+        return False
+    for prefix in (f"{service}/", f"_state/{service}/"):
+        for _info in store.list(prefix):
+            return True
+    return False
+
+
 def _services_in(settings: Settings, store: Store, wanted: str | None) -> list[str]:
+    """The configured services and those the archive holds; only ``wanted`` if given (and known)."""
+    if wanted and (wanted in settings.ovh.services or _holds_service(store, wanted)):
+        return [wanted]
     known = sorted(set(settings.ovh.services) | set(archived_services(store)))
     if wanted:
+        if wanted not in known:
+            raise ConfigError(
+                f"--service {wanted}: no such service in the archive at {store.describe()} nor in the settings; "
+                + (f"known: {', '.join(known)}" if known else "the archive holds no service yet")
+            )
         return [wanted]
     return known
+
+
+def _reading_store(settings: Settings) -> Store:
+    """The store, for a command that only reads: a local archive directory that does not exist is an error.
+
+    Writers create the directory on their first write; a reader would silently show an empty archive.
+    """
+    store = open_store(settings.storage)
+    if isinstance(store, LocalStore) and not store.directory.is_dir():
+        raise ConfigError(
+            f"SMS_ARCHIVER_STORAGE__URL (storage.url): {store.describe()}: no such directory; "
+            "check the path, or run 'sms-archiver archive' or 'backfill' to start an archive there"
+        )
+    return store
+
+
+def _note_if_empty(store: Store, services: list[str]) -> None:
+    if not services:
+        print(f"note: nothing archived yet in {store.describe()}", file=sys.stderr)
 
 
 def _one_service(settings: Settings, store: Store, wanted: str | None) -> str:
@@ -315,7 +370,9 @@ def _one_service(settings: Settings, store: Store, wanted: str | None) -> str:
     if len(services) == 1:
         return services[0]
     if not services:
-        raise ConfigError(f"the archive at {store.describe()} holds no service yet (run 'sms-archiver archive' first)")
+        raise ConfigError(
+            f"the archive at {store.describe()} holds no service yet (run 'sms-archiver archive' or 'backfill' first)"
+        )
     raise ConfigError(f"the archive holds several services; choose one with --service: {', '.join(services)}")
 
 
@@ -325,22 +382,26 @@ def _directions(args: argparse.Namespace) -> list[Direction]:
 
 def cmd_months(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store = open_store(settings.storage)
+    store = _reading_store(settings)
+    services = _services_in(settings, store, args.service)
+    _note_if_empty(store, services)
     summaries = [
         summary
-        for service in _services_in(settings, store, args.service)
+        for service in services
         for direction in _directions(args)
         for summary in summarize_months(store, service, direction)
     ]
-    if args.json or not sys.stdout.isatty():
+    if args.json:
         print(json.dumps([asdict(summary) for summary in summaries], indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"archived months in {store.describe()}")
-    for column in ("service", "direction", "month", "rows", "days", "parts", "size"):
-        table.add_column(column, justify="right" if column in ("rows", "days", "parts", "size") else "left")
+    add_columns(
+        table,
+        ("service", "direction", "month", "rows", "days", "parts", "size"),
+        right=("rows", "days", "parts", "size"),
+    )
     for item in summaries:
         table.add_row(
             item.service,
@@ -351,7 +412,7 @@ def cmd_months(args: argparse.Namespace) -> int:
             str(item.parts),
             _human_size(item.bytes),
         )
-    Console().print(table)
+    table_console().print(table)
     return 0
 
 
@@ -367,13 +428,15 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     first = parse_month(args.month)
     months = month_range(first, parse_month(args.until_month, option="--until-month") if args.until_month else first)
     settings = _settings(args)
-    store = open_store(settings.storage)
+    store = _reading_store(settings)
     service = _one_service(settings, store, args.service)
     filters = {
         column: value
         for column, value in (("sender", args.sender), ("receiver", args.receiver), ("tag", args.tag))
         if value is not None
     }
+    if args.format == "xlsx":
+        return _retrieve_workbook(args, settings, store, service, months, filters)
     fmt = OutputFormat(
         delimiter=args.delimiter or settings.archive.delimiter,
         gzip=args.gzip,
@@ -381,35 +444,89 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         neutralize_formulas=args.neutralize_formulas,
         filters=filters,
     )
+    count = _write_output(args, lambda output: retrieve(store, service, args.direction, months, output, fmt))
+    _note_retrieved(args, service, count)
+    return 0
+
+
+def _write_output(args: argparse.Namespace, write: Callable[[BinaryIO], int]) -> int:
+    """Run ``write`` on standard output or on ``--output``; return what it returns (the row count)."""
     if args.output in (None, "-"):
-        count = retrieve(store, service, args.direction, months, sys.stdout.buffer, fmt)
-    else:
-        # Write beside the target and rename at the end: a failure never leaves a half file behind.
-        target = Path(args.output)
-        partial = target.with_name(f".{target.name}.partial")
-        try:
-            with partial.open("wb") as output:
-                count = retrieve(store, service, args.direction, months, output, fmt)
-            partial.replace(target)
-        except OSError as error:
-            raise ArchiverError(f"cannot write {target}: {error.strerror}") from None
-        finally:
-            partial.unlink(missing_ok=True)
+        return write(sys.stdout.buffer)
+    # Write beside the target and rename at the end: a failure never leaves a half file behind.
+    target = Path(args.output)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with partial.open("wb") as output:
+            count = write(output)
+        partial.replace(target)
+    except OSError as error:
+        raise ArchiverError(f"cannot write {target}: {error.strerror}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
+
+
+def _retrieve_workbook(
+    args: argparse.Namespace,
+    settings: Settings,
+    store: Store,
+    service: str,
+    months: list[tuple[int, int]],
+    filters: dict[str, str],
+) -> int:
+    """``retrieve --format xlsx``: the same records as the CSV, as a workbook (archiver.xlsx)."""
+    from archiver.xlsx import write_workbook
+
+    csv_only = [
+        option
+        for option, given in (
+            ("--gzip", args.gzip),
+            ("--excel", args.excel),
+            ("--delimiter", args.delimiter),
+            ("--neutralize-formulas", args.neutralize_formulas),
+        )
+        if given
+    ]
+    if csv_only:
+        raise ConfigError(f"{', '.join(csv_only)}: for --format csv only (a workbook needs none of them)")
+    if args.output in (None, "-") and sys.stdout.isatty():
+        raise ConfigError("--format xlsx writes a binary file: give --output FILE.xlsx (or redirect the output)")
+    columns = COLUMNS[args.direction]
+    unknown = [column for column in filters if column not in columns]
+    if unknown:
+        raise ConfigError(f"{args.direction} records have no {', '.join(unknown)} column to filter on")
+    records = (
+        record
+        for year, month in months
+        for record in iter_records(store, service, args.direction, year, month)
+        if all(record.get(column) == wanted for column, wanted in filters.items())
+    )
+    count = _write_output(
+        args, lambda output: write_workbook(records, args.direction, output, zone=settings.archive.zone)
+    )
+    _note_retrieved(args, service, count)
+    return 0
+
+
+def _note_retrieved(args: argparse.Namespace, service: str, count: int) -> None:
     span = args.month + (f"..{args.until_month}" if args.until_month else "")
     if count == 0:
         print(f"note: no archived {args.direction} SMS for {service} in {span}: header only", file=sys.stderr)
     else:
         log.info("retrieved", service=service, direction=args.direction, months=span, rows=count)
-    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     months = [parse_month(args.month)] if args.month else None
     settings = _settings(args)
-    store = open_store(settings.storage)
-    checks = verify_archive(settings, store, service=args.service, months=months)
+    store = _reading_store(settings)
+    services = _services_in(settings, store, args.service)
+    checks = [
+        check for service in services for check in verify_archive(settings, store, service=service, months=months)
+    ]
     problems = [problem for check in checks for problem in check.problems]
-    if args.json or not sys.stdout.isatty():
+    if args.json:
         document = [
             {
                 "service": check.service,
@@ -424,23 +541,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
         ]
         print(json.dumps(document, indent=2))
     else:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(title=f"verify {store.describe()}")
-        for column in ("service", "direction", "month", "parts", "rows", "result"):
-            table.add_column(column)
+        add_columns(table, ("service", "direction", "month", "parts", "rows", "result"))
         for check in checks:
             result = "ok" if not check.problems else f"{len(check.problems)} problem(s)"
             table.add_row(check.service, check.direction, check.label, str(check.parts), str(check.rows), result)
-        console = Console()
+        console = table_console()
         console.print(table)
         for problem in problems:
             console.print(f"[red]{problem.kind}[/red] {problem.key}: {problem.detail}", markup=True, highlight=False)
     for problem in problems:
         log.error("verify_problem", kind=problem.kind, key=problem.key, detail=problem.detail)
     if not checks:
-        print("note: nothing archived yet, nothing to verify", file=sys.stderr)
+        archived = ", ".join(services) if services else "no service"
+        print(f"note: nothing to verify in {store.describe()} ({archived}; no archived month)", file=sys.stderr)
     return 1 if problems else 0
 
 
@@ -487,13 +603,11 @@ def cmd_retention(args: argparse.Namespace) -> int:
 def _print_retention(report: RetentionReport, *, limit: int) -> None:
     from collections import Counter
 
-    from rich.console import Console
     from rich.table import Table
 
     title = "retention: deleted at OVH" if report.applied else "retention dry run: nothing deleted (add --apply)"
     table = Table(title=title)
-    for column in ("service", "direction", "id", "date", "action", "reason"):
-        table.add_column(column)
+    add_columns(table, ("service", "direction", "id", "date", "action", "reason"))
     for decision in report.decisions[:limit]:
         table.add_row(
             decision.service,
@@ -503,7 +617,7 @@ def _print_retention(report: RetentionReport, *, limit: int) -> None:
             decision.action,
             decision.reason,
         )
-    console = Console()
+    console = table_console()
     console.print(table)
     if len(report.decisions) > limit:
         console.print(f"... {len(report.decisions) - limit} more (use --json for all)")
@@ -527,7 +641,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from archiver.status import show_status
 
     settings = _settings(args)
-    return show_status(settings, open_store(settings.storage), as_json=args.json)
+    return show_status(settings, _reading_store(settings), as_json=args.json)
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -548,6 +662,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------------
 
 
+def _version() -> str:
+    """The installed distribution's version (its metadata), whatever the checkout holds."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sms-archiver")
+    except PackageNotFoundError:
+        return "(not installed: run from a source tree)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sms-archiver",
@@ -559,6 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override log.level")
     parser.add_argument("--log-format", choices=["auto", "json", "console"], help="override log.format")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
@@ -592,7 +717,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--direction", choices=DIRECTIONS, help="default: both")
     sub.add_argument("--json", action="store_true", help="JSON output")
 
-    sub = add("retrieve", cmd_retrieve, "Write one or more archived months as one CSV, each SMS once (newest version).")
+    sub = add(
+        "retrieve",
+        cmd_retrieve,
+        "Write one or more archived months as one CSV (or an Excel workbook), each SMS once (newest version).",
+    )
     sub.add_argument("--month", required=True, metavar="YYYY-MM", help="the (first) month")
     sub.add_argument("--until-month", metavar="YYYY-MM", help="last month of a range (inclusive)")
     sub.add_argument("--service", help="required when the archive holds several services")
@@ -601,6 +730,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--sender", help="only SMS from this sender (exact match)")
     sub.add_argument("--receiver", help="only SMS to this number (outgoing; exact match)")
     sub.add_argument("--tag", help="only SMS with this tag (exact match)")
+    sub.add_argument(
+        "--format",
+        choices=["csv", "xlsx"],
+        default="csv",
+        help="csv (default): the archive's own format, byte for byte; xlsx: a workbook for Excel or LibreOffice "
+        "(numbers as text, real dates, no formulas)",
+    )
     sub.add_argument("--gzip", action="store_true", help="gzip the output")
     sub.add_argument("--excel", action="store_true", help="UTF-8 BOM so Excel shows accents right on a double click")
     sub.add_argument("--delimiter", type=_delimiter, help="output delimiter (default: the archive's, ';')")
@@ -627,11 +763,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true", help="JSON output (every decision)")
     sub.add_argument("--limit", type=int, default=50, help="rows shown in the table (default 50)")
 
-    add(
-        "emulator",
-        cmd_emulator,
-        "Serve the built-in OVH API emulator on 127.0.0.1 (for trials and tests); "
-        "its options: sms-archiver emulator --help-emulator",
+    # No help of its own: --help, like every other option, goes to the emulator, which lists its options.
+    emulator_help = "Serve the built-in OVH API emulator on 127.0.0.1 (for trials and tests); options: emulator --help"
+    commands.add_parser("emulator", help=emulator_help, description=emulator_help, add_help=False).set_defaults(
+        handler=cmd_emulator
     )
 
     sub = add("demo", cmd_demo, "Archive sample data from the built-in OVH emulator: no OVH account needed.")
@@ -643,6 +778,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--outgoing", type=int, default=250, help="sample sent SMS (default 250)")
     sub.add_argument("--incoming", type=int, default=40, help="sample received SMS (default 40)")
     return parser
+
+
+def _reader_gone() -> int:
+    """The reader of standard output went away (``| head``): stop quietly, as ``cat`` or ``yes`` do.
+
+    Python's documentation (signal module, "Note on SIGPIPE") recommends pointing standard output at
+    devnull, so that the interpreter's final flush of what is still buffered does not fail again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -657,10 +804,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     new_run_id()
     try:
         code: int = args.handler(args)
+        # Flush now rather than at exit, so that a reader gone early is noticed here, where it is handled.
+        sys.stdout.flush()
         return code
+    except BrokenPipeError:
+        return _reader_gone()
     except ArchiverError as error:
+        # Said once, for people; the log line is for debugging only (it would repeat the message).
         print(f"sms-archiver: {error}", file=sys.stderr)
-        log.error("command_failed", command=args.command, error_type=type(error).__name__, error=str(error))
+        log.debug("command_failed", command=args.command, error_type=type(error).__name__, error=str(error))
         return exit_code(error)
     except KeyboardInterrupt:
         print("sms-archiver: interrupted", file=sys.stderr)

@@ -113,7 +113,7 @@ def compact_day(
         store.delete(old)
     manifest.superseded -= old_keys
     save_manifest(store, manifest)
-    log.info(
+    log.debug(
         "day_compacted", service=service, direction=direction, day=day.isoformat(), parts=len(parts), rows=encoded.rows
     )
     return entry

@@ -540,7 +540,24 @@ _SECRET_FIELDS = {
 }
 
 
-def _describe(error: Mapping[str, Any]) -> str:
+def _from_file(names: list[str], file_values: Mapping[str, Any]) -> bool:
+    """Whether the setting at ``names`` came from the TOML file (and no variable overrides it)."""
+    value: Any = file_values
+    for name in names:
+        if not isinstance(value, Mapping) or name not in value:
+            return False
+        value = value[name]
+    return (ENV_PREFIX + "__".join(name.upper() for name in names)) not in {key.upper() for key in os.environ}
+
+
+def _toml_name(names: list[str], file_values: Mapping[str, Any]) -> str:
+    """The setting as it is written in the TOML file: ``[storage] url``, a table ``[foo]``, a key ``lease``."""
+    if len(names) >= 2:
+        return f"[{'.'.join(names[:-1])}] {names[-1]}"
+    return f"[{names[0]}]" if isinstance(file_values.get(names[0]), Mapping) else names[0]
+
+
+def _describe(error: Mapping[str, Any], file: Path | None = None, file_values: Mapping[str, Any] | None = None) -> str:
     location = tuple(error.get("loc", ()))
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     if error.get("type") == "extra_forbidden":
@@ -555,6 +572,10 @@ def _describe(error: Mapping[str, Any]) -> str:
     echo = len(names) >= 2 and not _SECRET_FIELDS.intersection(names)
     if echo and isinstance(value, str | int | float) and error.get("type") not in ("missing", "extra_forbidden"):
         shown = f" (got {str(value)[:80]!r})"
+    # A setting written in the TOML file is named as it is written there, not by its variable.
+    # (Unknown variables were refused before validation: an unknown key can only come from the file.)
+    if file is not None and file_values is not None and names and _from_file(names, file_values):
+        return f"{file}: {_toml_name(names, file_values)}: {message}{shown}"
     return f"{_setting_name(location)}: {message}{shown}"
 
 
@@ -569,7 +590,7 @@ def load_settings(config_file: str | Path | None = None, *, require_storage: boo
     try:
         settings = Settings(**file_values)
     except ValidationError as error:
-        lines = [_describe(item) for item in error.errors()]
+        lines = [_describe(item, Path(path) if path else None, file_values) for item in error.errors()]
         raise ConfigError("invalid settings:\n  " + "\n  ".join(dict.fromkeys(lines))) from None
     except SettingsError as error:
         # e.g. SMS_ARCHIVER_OVH='{not json': the message names the variable; its value is not shown.

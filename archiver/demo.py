@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
+import sys
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -17,6 +19,7 @@ from pydantic import SecretStr
 from archiver.archive import Progress, archive_cycle
 from archiver.config import ArchiveSettings, LeaseSettings, LogSettings, OvhSettings, Settings, load_settings
 from archiver.emulator import DEMO_CREDENTIALS, EmulatorServer, generate_sample_data
+from archiver.errors import ConfigError
 from archiver.layout import parse_part_key
 from archiver.source import OvhSource
 from archiver.store import open_store
@@ -56,13 +59,21 @@ def run_demo(*, storage_url: str | None, outgoing: int, incoming: int, progress:
     )
     with server:
         settings = demo_settings(server.url, storage_url)
-        store = open_store(settings.storage)
+        try:
+            store = open_store(settings.storage)
+        except ConfigError as error:
+            # The URL came from --storage-url (or its default), not from the variable the store names.
+            raise ConfigError(str(error).replace("SMS_ARCHIVER_STORAGE__URL", "--storage-url")) from None
+        # A second demo run into the same archive continues it: the cycles are not its first.
+        earlier = any(parse_part_key(info.key) for info in store.list(""))
         print(f"OVH API emulator on {server.url} with {outgoing} sent and {incoming} received sample SMS")
-        print(f"archiving into {store.describe()}\n")
+        print(f"archiving into {store.describe()}" + (" (which holds an earlier demo's archive)" if earlier else ""))
+        print()
         with OvhSource(settings.ovh) as source:
             first = archive_cycle(settings, source, store, progress=progress)
             second = archive_cycle(settings, source, store, progress=progress)
-    for label, reports in (("first cycle ", first), ("second cycle", second)):
+    labels = ("this cycle  ", "next cycle  ") if earlier else ("first cycle ", "second cycle")
+    for label, reports in zip(labels, (first, second), strict=True):
         rows = sum(report.rows_written for report in reports)
         calls = sum(report.api_calls for report in reports)
         rechecked = sum(report.rechecked for report in reports)
@@ -74,15 +85,30 @@ def run_demo(*, storage_url: str | None, outgoing: int, incoming: int, progress:
     if parts and storage_url.startswith("file://"):
         example = Path(storage_url.removeprefix("file://")) / parts[-1]
         print(
-            f"\nOpen one in a spreadsheet: {os.path.relpath(example)}\n"
-            "  LibreOffice: File > Open, character set UTF-8, separator ';'\n"
-            "  Excel: Data > From Text/CSV, file origin 65001 (UTF-8), delimiter Semicolon\n"
-            "Or look at it here:  head -5 " + os.path.relpath(example)
+            f"\nLook at one (the archive's exact bytes, for scripts and keeping):  head -5 {os.path.relpath(example)}"
         )
     if parts:
         month = parts[-1].split("/year=")[1][:4] + "-" + parts[-1].split("/month=")[1][:2]
+        command = f"SMS_ARCHIVER_STORAGE__URL={shlex.quote(storage_url)} {own_command()} retrieve"
         print(
             "\nA whole month as one clean CSV (each SMS once, sorted):\n"
-            f"  SMS_ARCHIVER_STORAGE__URL={storage_url} sms-archiver retrieve --month {month} -o {month}.csv"
+            f"  {command} --month {month} -o {month}.csv\n"
+            "The same month for Excel or LibreOffice (phone numbers keep their '+', dates are dates, no formulas):\n"
+            f"  {command} --month {month} --format xlsx -o {month}.xlsx"
         )
     return 0
+
+
+def own_command() -> str:
+    """How to run sms-archiver again from any shell (quoted for it): the full path of this installation's script.
+
+    A newcomer's shell rarely has the virtual environment activated, so a bare ``sms-archiver``
+    would not be found; the script sits beside the running interpreter.
+    """
+    script = Path(sys.executable).parent / "sms-archiver"
+    if script.is_file() and os.access(script, os.X_OK):
+        return shlex.quote(str(script))
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "sms-archiver" and argv0.is_file():
+        return shlex.quote(str(argv0.absolute()))
+    return f"{shlex.quote(sys.executable)} -m archiver"

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from archiver.config import Direction
+from archiver.config import DIRECTIONS, Direction
 from archiver.csvfile import read_rows
 from archiver.errors import IntegrityError, StorageError
 from archiver.layout import PartKey, month_prefix, parse_part_key, service_prefix
@@ -133,9 +133,20 @@ def _stored_part(info: ObjectInfo, part: PartKey, recorded: dict[str, PartEntry]
 
 
 def archived_services(store: Store) -> list[str]:
-    """Services that have a cursor or a lease in the archive (``_state/_daemons/`` is not one)."""
-    names = {info.key.split("/")[1] for info in store.list("_state/") if info.key.count("/") >= 2}
-    return sorted(name for name in names if not name.startswith("_"))
+    """Services the archive holds: folders ``{service}/{direction}/year=...``, and cursors or leases in ``_state/``.
+
+    The data folders count on their own: a ``backfill`` writes parts and manifests but no cursor.
+    Top-level folders starting with ``_`` (``_state/``, ``_journal/``, ``_state/_daemons/``) are
+    bookkeeping, never services. The store offers no folder listing, so this reads every key once.
+    """
+    names = set()
+    for info in store.list(""):
+        segments = info.key.split("/")
+        if segments[0] == "_state" and len(segments) >= 3:
+            names.add(segments[1])
+        elif len(segments) >= 4 and segments[1] in DIRECTIONS and segments[2].startswith("year="):
+            names.add(segments[0])
+    return sorted(name for name in names if not name.startswith(("_", ".")))
 
 
 def archived_months(store: Store, service: str, direction: Direction) -> list[tuple[int, int]]:

@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import io
 import random
+import socket
 import tempfile
 import threading
 import time
@@ -25,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import ovh
 import ovh.client
@@ -69,10 +70,39 @@ class _NotFound(Exception):
 
 
 class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None, *, throttled: bool = False) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, throttled: bool = False, refused: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.throttled = throttled
+        self.refused = refused
+
+
+# A refused connection means nothing listens at the endpoint: most often a wrong endpoint, sometimes a
+# proxy restarting. Retried a little (about 1.5 s in all), not for the whole backoff of a real outage.
+_REFUSED_RETRIES = 2
+
+
+def _network_failure(error: BaseException, host: str) -> tuple[str, bool]:
+    """Describe a failed connection from the exceptions it chains (requests, urllib3, OSError); say if refused."""
+    seen: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending and len(seen) < 20:
+        current = pending.pop(0)
+        if any(current is known for known in seen):
+            continue
+        seen.append(current)
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        pending += [item for item in linked if isinstance(item, BaseException)]
+    if any(isinstance(item, ConnectionRefusedError) for item in seen):
+        return f"network error: connection refused by {host}", True
+    if any(isinstance(item, socket.gaierror) for item in seen):
+        return f"network error: cannot resolve the host of {host}", False
+    if any(isinstance(item, TimeoutError | requests.Timeout) for item in seen):
+        return f"network error: {host} did not answer in time", False
+    kinds = [type(item).__name__ for item in seen if type(item).__module__.startswith(("requests", "builtins"))]
+    return f"network error talking to {host} ({kinds[-1] if kinds else type(error).__name__})", False
 
 
 class RateLimiter:
@@ -321,7 +351,10 @@ class OvhSource:
                     self.concurrency.throttled()
                     if error.retry_after:
                         self.limiter.pause(error.retry_after)
-                if attempt >= self.settings.max_retries:
+                retries = (
+                    min(self.settings.max_retries, _REFUSED_RETRIES) if error.refused else self.settings.max_retries
+                )
+                if attempt >= retries:
                     raise SourceError(f"OVH API {method} {path} failed after {attempt + 1} attempts: {error}") from None
                 delay = backoff_delay(attempt, error.retry_after)
                 with self._stats_lock:
@@ -346,12 +379,12 @@ class OvhSource:
     def _attempt(self, method: str, target: str, headers: dict[str, str] | None) -> Any:
         try:
             response = self._client.raw_call(method, target, headers=dict(headers or {}))
-        except requests.RequestException as error:
+        except (requests.RequestException, ovh.exceptions.APIError) as error:
+            # python-ovh wraps the requests error of its own /auth/time call (signing) in an APIError.
             self._count("network_error")
-            raise _Retryable(f"network error ({type(error).__name__})") from None
-        except ovh.exceptions.APIError as error:  # e.g. the /auth/time call inside signing failed
-            self._count("network_error")
-            raise _Retryable(f"python-ovh: {type(error).__name__}") from None
+            host = urlsplit(str(getattr(self._client, "_endpoint", ""))).netloc or str(self.settings.endpoint)
+            description, refused = _network_failure(error, host)
+            raise _Retryable(description, refused=refused) from None
         status = response.status_code
         try:
             body = response.json() if status != 204 and response.content else None

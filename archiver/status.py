@@ -3,21 +3,21 @@
 Everything comes from the archive itself, so it works from any machine that can read it: the
 cursor and last completed cycle of each service and direction (``_state/{service}/{direction}.json``),
 the lease holder (``_state/{service}/lease.json``), and what each daemon published after its last
-job (``_state/_daemons/{host}.json``: next runs, last outcomes). A rich table on a terminal, JSON
-otherwise (or with ``--json``).
+job (``_state/_daemons/{host}.json``: next runs, last outcomes). Tables, or JSON with ``--json``
+(piped or not: a script asks for JSON).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 from typing import Any
 
 from archiver.config import Settings
 from archiver.reader import archived_services
 from archiver.state import load_state, read_lease
 from archiver.store import Store
+from archiver.tables import add_columns, table_console
 
 __all__ = ["DAEMONS_PREFIX", "read_daemons", "show_status", "status_document"]
 
@@ -59,7 +59,8 @@ def status_document(settings: Settings, store: Store) -> dict[str, Any]:
     """The status as data: ``services`` (one entry per service and direction) and ``daemons``."""
     daemons = read_daemons(store)
     entries: list[dict[str, Any]] = []
-    services = list(settings.ovh.services) or archived_services(store)
+    # The configured services, and every one the archive holds (a backfill alone leaves no cursor).
+    services = sorted(set(settings.ovh.services) | set(archived_services(store)))
     for service in services:
         lease = read_lease(store, service)
         for direction in settings.archive.directions:
@@ -95,12 +96,12 @@ def status_document(settings: Settings, store: Store) -> dict[str, Any]:
 
 
 def show_status(settings: Settings, store: Store, *, as_json: bool) -> int:
-    """Print the status (a table on a terminal, JSON otherwise or with ``as_json``); return 0.
+    """Print the status (tables, or JSON with ``as_json``); return 0.
 
     Raises ``StorageError`` when the archive cannot be read.
     """
     document = status_document(settings, store)
-    if as_json or not sys.stdout.isatty():
+    if as_json:
         print(json.dumps(document, indent=2, sort_keys=True))
         return 0
     _print_tables(document)
@@ -118,15 +119,16 @@ def _when(text: Any) -> str:
 
 
 def _print_tables(document: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = table_console()
     archive = Table(title="archive (times in UTC)")
-    for column in ("service", "direction", "cursor", "last cycle", "rows", "outcome", "lease"):
-        archive.add_column(
-            column, justify="right" if column == "rows" else "left", no_wrap=column in ("cursor", "last cycle")
-        )
+    add_columns(
+        archive,
+        ("service", "direction", "cursor", "last cycle", "rows", "outcome", "lease"),
+        right=("rows",),
+        no_wrap=("cursor", "last cycle"),
+    )
     for entry in document["services"]:
         last = entry["last_cycle"]
         archive.add_row(
@@ -143,8 +145,11 @@ def _print_tables(document: dict[str, Any]) -> None:
     console.print(archive)
 
     daemons = Table(title="daemons (times in UTC)")
-    for column in ("host", "state", "updated", "job", "schedule", "next run", "last run", "outcome"):
-        daemons.add_column(column, no_wrap=column in ("updated", "next run", "last run"))
+    add_columns(
+        daemons,
+        ("host", "state", "updated", "job", "schedule", "next run", "last run", "outcome"),
+        no_wrap=("updated", "next run", "last run"),
+    )
     for daemon in document["daemons"]:
         jobs = daemon.get("jobs") or {}
         if not jobs:

@@ -16,7 +16,8 @@ counted (``GET /_emulator/stats``, reset before each case). Cases (see bench/REA
 - ``rate-limited``: a backfill against an emulator that answers 429 above a rate, the archiver's
   ceiling set to that rate; compared with the floor ``requests / rate``;
 - ``retrieve``: ``sms-archiver retrieve`` of one month of many rows, built directly (no API) as
-  many parts per day, then again after ``sms-archiver compact``.
+  many parts per day, then again after ``sms-archiver compact``;
+- ``retrieve xlsx``: the same month as an Excel workbook (``retrieve --format xlsx``).
 
 The table goes to ``--output`` (default ``bench/results.md``); ``--json`` writes the raw numbers.
 Only 127.0.0.1 is used; every process started here is stopped here.
@@ -783,7 +784,52 @@ def retrieval_cases(settings: Settings) -> list[Case]:
     cases[-1].targets.append(Target(f"same bytes as the uncompacted layouts ({'yes' if same else 'NO'})", same))
     for output in outputs:
         output.unlink(missing_ok=True)
+    cases.append(_workbook_case(settings, env, label, rows, int(ordered["parts"]), ordered_store, full=full))
     return cases
+
+
+def _workbook_case(
+    settings: Settings, env: dict[str, str], label: str, rows: int, parts: int, store: Path, *, full: bool
+) -> Case:
+    """``retrieve --format xlsx`` of the same month (issue 14): a streamed workbook, memory flat."""
+    output = settings.workdir / "retrieved.xlsx"
+    log = settings.workdir / "retrieve-xlsx.log"
+    _log(f"retrieve {label} as xlsx ({parts} parts)")
+    command = [
+        *_archiver_command(),
+        "retrieve",
+        "--month",
+        label,
+        "--service",
+        SERVICE,
+        "--format",
+        "xlsx",
+        "--output",
+        str(output),
+    ]
+    measured = run_measured(command, dict(env, SMS_ARCHIVER_STORAGE__URL=store.as_uri()), log)
+    _check(measured, "sms-archiver retrieve --format xlsx")
+    got = _retrieved_rows(log)
+    size = output.stat().st_size
+    output.unlink(missing_ok=True)
+    return Case(
+        case="retrieve xlsx",
+        n=rows,
+        strategy=f"time-ordered: {parts} parts",
+        rows=got,
+        wall=measured.wall,
+        requests=None,
+        peak_rss_mib=measured.peak_rss_mib,
+        targets=[
+            _rows_target(got, rows),
+            Target(
+                f"peak RSS < {RSS_LIMIT_MIB:.0f} MiB ({measured.peak_rss_mib:.1f})"
+                + ("" if full else "; n/a below 1M"),
+                measured.peak_rss_mib < RSS_LIMIT_MIB if full else None,
+            ),
+        ],
+        details={"cpu_seconds": measured.cpu_seconds, "bytes": size},
+    )
 
 
 # --- the table ---------------------------------------------------------------------------------------

@@ -99,6 +99,7 @@ def test_the_table_has_every_case(quick: QuickRun) -> None:
     quick.row("retrieve", "many time-ordered parts per day")
     quick.row("compact", "")
     quick.row("retrieve", "compacted")
+    quick.row("retrieve xlsx", "time-ordered")
     assert "- machine: " in quick.markdown and "- date: " in quick.markdown
 
 
@@ -171,7 +172,8 @@ def test_retrieval_returns_every_row_before_and_after_compaction(quick: QuickRun
     many = quick.row("retrieve", "many overlapping parts per day")
     ordered = quick.row("retrieve", "many time-ordered parts per day")
     compacted = quick.row("retrieve", "compacted")
-    for row in (many, ordered, compacted):
+    workbook = quick.row("retrieve xlsx", "time-ordered")
+    for row in (many, ordered, compacted, workbook):
         assert int(number(row["rows"])) == QUICK_RETRIEVAL_ROWS
     assert "same bytes as the uncompacted layouts (yes)" in compacted["target"]
     parts_before = int(many["strategy"].split(": ")[1].split(" ")[0])

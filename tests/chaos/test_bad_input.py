@@ -541,7 +541,7 @@ class Bad:
     """One malformed setting: what to set, how to run, which setting the message must name."""
 
     id: str
-    names: str  # the setting the message must name, as its environment variable
+    names: str  # the setting the message must name: its environment variable, or "{config}: [section] key"
     env: dict[str, str] = field(default_factory=dict)
     toml: str | bytes | None = None  # written to a file and passed as SMS_ARCHIVER_CONFIG
     secret_files: dict[str, bytes] | None = None  # written to a directory passed as SMS_ARCHIVER_SECRETS_DIR
@@ -750,12 +750,12 @@ BAD_VALUES: list[Bad] = [
         "{config}",
         toml=b"\xff\xfe = 1\n",
     ),
-    Bad("toml-wrong-type", "SMS_ARCHIVER_LEASE__TTL_SECONDS", toml='[lease]\nttl_seconds = "long"\n'),
-    Bad("toml-wrong-list", "SMS_ARCHIVER_ARCHIVE__DIRECTIONS", toml="[archive]\ndirections = 3\n"),
-    Bad("toml-schedule-int", "SMS_ARCHIVER_SCHEDULE__COMPACT", toml="[schedule]\ncompact = 15\n"),
-    Bad("toml-section-scalar", "SMS_ARCHIVER_LEASE", toml="lease = 3\n"),
-    Bad("toml-unknown-section", "SMS_ARCHIVER_FOO", toml="[foo]\nbar = 1\n"),
-    Bad("toml-unknown-key", "SMS_ARCHIVER_ARCHIVE__GZIPPED", toml="[archive]\ngzipped = true\n"),
+    Bad("toml-wrong-type", "{config}: [lease] ttl_seconds", toml='[lease]\nttl_seconds = "long"\n'),
+    Bad("toml-wrong-list", "{config}: [archive] directions", toml="[archive]\ndirections = 3\n"),
+    Bad("toml-schedule-int", "{config}: [schedule] compact", toml="[schedule]\ncompact = 15\n"),
+    Bad("toml-section-scalar", "{config}: lease:", toml="lease = 3\n"),
+    Bad("toml-unknown-section", "{config}: [foo]: unknown setting", toml="[foo]\nbar = 1\n"),
+    Bad("toml-unknown-key", "{config}: [archive] gzipped: unknown setting", toml="[archive]\ngzipped = true\n"),
     Bad(
         "toml-missing",
         "SMS_ARCHIVER_CONFIG",
@@ -915,7 +915,7 @@ RUN_SCHEDULES = [
     Bad("run-three-fields", "SMS_ARCHIVER_SCHEDULE__ARCHIVE", _env("SCHEDULE__ARCHIVE", "* * *"), args=("run",)),
     Bad("run-hour-25", "SMS_ARCHIVER_SCHEDULE__ARCHIVE", _env("SCHEDULE__ARCHIVE", "0 25 * * *"), args=("run",)),
     Bad("run-verify", "SMS_ARCHIVER_SCHEDULE__VERIFY", _env("SCHEDULE__VERIFY", "0 0 * * 8"), args=("run",)),
-    Bad("run-toml", "SMS_ARCHIVER_SCHEDULE__ARCHIVE", toml='[schedule]\narchive = "every 15 minutes"\n', args=("run",)),
+    Bad("run-toml", "{config}: [schedule] archive", toml='[schedule]\narchive = "every 15 minutes"\n', args=("run",)),
     Bad("run-metrics", "SMS_ARCHIVER_METRICS__LISTEN", _env("METRICS__LISTEN", "127.0.0.1:http"), args=("run",)),
 ]
 _BY_ID = {bad.id: bad for bad in BAD_VALUES + RUN_SCHEDULES}
