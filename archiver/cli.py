@@ -251,6 +251,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         store = open_store(settings.storage)
         store.check()
         report("storage", None, store.describe() + " is reachable and writable")
+        if store.conditional_writes_supported:
+            report("conditional writes", None, "enforced by the store: the single-writer lease is a real fence")
+        else:
+            report(
+                "conditional writes",
+                None,
+                f"emulated ({store.emulation_reason}): best effort, each write read back, fencing tokens on state",
+            )
     except ArchiverError as error:
         report("storage", error)
     return 1 if problems else 0

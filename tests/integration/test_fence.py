@@ -96,3 +96,13 @@ def test_conditional_writes_on_refuses_a_store_ignoring_them(emulator: Any, s3_i
     assert "SMS_ARCHIVER_STORAGE__CONDITIONAL_WRITES" in result.stderr
     store = store_from_env(s3_ignoring_conditions.env)
     assert list(store.list("")) == []  # refused before writing anything
+
+
+def test_check_config_says_whether_the_store_enforces_conditional_writes(
+    emulator: Any, s3_ignoring_conditions: S3Target, s3_bucket: S3Target
+) -> None:
+    ignoring = run_cli("check-config", env=cli_env(emulator, s3_ignoring_conditions.env))
+    assert "conditional writes: emulated" in ignoring.stdout, ignoring.stdout
+    enforcing = run_cli("check-config", env=cli_env(emulator, s3_bucket.env))
+    assert enforcing.code == 0, enforcing.stdout + enforcing.stderr
+    assert "conditional writes: enforced" in enforcing.stdout, enforcing.stdout
