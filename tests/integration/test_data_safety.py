@@ -17,7 +17,7 @@ from typing import Any, cast
 import pytest
 from structlog.testing import capture_logs
 
-from archiver.archive import archive_cycle
+from archiver.archive import archive_cycle, archive_direction
 from archiver.config import load_settings
 from archiver.emulator import EmulatorServer, Faults, generate_sample_data
 from archiver.errors import CycleInterrupted, LeaseHeldError
@@ -25,7 +25,7 @@ from archiver.layout import lease_key, parse_part_key
 from archiver.records import parse_instant
 from archiver.retention import run_retention
 from archiver.source import OvhSource
-from archiver.state import LeaseInfo, load_state
+from archiver.state import Lease, LeaseInfo, load_state
 from archiver.store import ObjectInfo, Store
 from tests.integration.helpers import (
     CREDENTIALS,
@@ -385,3 +385,55 @@ def test_an_interrupted_cycle_under_a_cap_resumes_without_refetching_and_loses_n
             archive_cycle(settings, source, store)
         assert emulator.stats.count("GET", "/sms/{sn}/outgoing/{id}") == 60 - 10, "the resumed cycle fetched again"
         assert archive_contents(store)["outgoing"] == api_truth(emulator)["outgoing"]
+
+
+class CountsLeaseWrites:
+    """A store that counts the writes of one lease object (acquisition, renewals, release)."""
+
+    def __init__(self, inner: Store, service: str) -> None:
+        self.inner = inner
+        self.key = lease_key(service)
+        self.writes = 0
+
+    def _count(self, key: str) -> None:
+        self.writes += key == self.key
+
+    def put_if_match(self, key: str, data: bytes, etag: str, **options: Any) -> Any:
+        self._count(key)
+        return self.inner.put_if_match(key, data, etag, **options)
+
+    def put_if_absent(self, key: str, data: bytes, **options: Any) -> Any:
+        self._count(key)
+        return self.inner.put_if_absent(key, data, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_the_lease_is_renewed_inside_a_long_fetch_not_only_between_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One chunk of 60 records, each taking 10 s on the lease's clock: a 30 s lease must be renewed as it goes."""
+    with make_emulator(outgoing=60, incoming=0) as emulator:
+        storage = local_storage_env(tmp_path / "archive")
+        env = cli_env(emulator, storage, SMS_ARCHIVER_ARCHIVE__DIRECTIONS="outgoing", SMS_ARCHIVER_OVH__FETCH="per-id")
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = load_settings()
+        store = CountsLeaseWrites(store_from_env(storage), SERVICE)
+        moments = iter(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10 * step) for step in range(100_000))
+        lease = Lease(cast(Store, store), SERVICE, ttl_seconds=30, clock=lambda: next(moments))
+        with OvhSource(settings.ovh) as source, lease:
+            archive_direction(
+                settings,
+                source,
+                cast(Store, store),
+                SERVICE,
+                "outgoing",
+                lease=lease,
+                now=source.now(),
+                progress=StopOnFirstRecord(threading.Event()),
+            )
+        assert archive_contents(store_from_env(storage))["outgoing"] == api_truth(emulator)["outgoing"]
+    # Taken once and released once; renewed every couple of records in between (10 s each, 30 s lease).
+    assert store.writes - 2 >= 20, store.writes
