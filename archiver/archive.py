@@ -43,7 +43,16 @@ from archiver.source import GONE, ExportUnavailable, OvhSource
 from archiver.state import CursorState, DoneRanges, Known, Lease, load_state, save_state
 from archiver.store import Store
 
-__all__ = ["DirectionReport", "Progress", "archive_cycle", "backfill", "put_part", "row_digest", "write_parts"]
+__all__ = [
+    "DirectionReport",
+    "Progress",
+    "archive_cycle",
+    "backfill",
+    "every_service_held",
+    "put_part",
+    "row_digest",
+    "write_parts",
+]
 
 log = structlog.get_logger()
 
@@ -674,8 +683,8 @@ def archive_cycle(
     show), under the source's one rate limiter. A
     service whose lease another live instance holds (or takes over mid-way) is left to it for this
     cycle: reported (``service_skipped``, a report with ``skipped``) and the cycle goes on with the
-    others, so several instances on one bucket share the services. ``LeaseHeldError`` only when every
-    service was held. A failure stops the other services at their next safe point, and leaves each
+    others, so several instances on one bucket share the services (``every_service_held`` tells when
+    they held them all). A failure stops the other services at their next safe point, and leaves each
     cursor where its last durable data put it. ``stop`` (set by a signal handler) ends the cycle at the
     next safe point with ``CycleInterrupted``. Reports come in service order; with several services at
     once, a report's ``api_calls`` counts every call made while it ran.
@@ -710,16 +719,21 @@ def archive_cycle(
     reports = [report for service_reports in per_service for report in service_reports]
     for report in reports:
         report.clock_offset_seconds = offset
-    held = [
-        service for service, service_reports in zip(services, per_service, strict=True) if service_reports[-1].skipped
-    ]
-    if held and len(held) == len(services):
-        raise LeaseHeldError(
-            f"every service is being archived by other instances ({', '.join(held)}); nothing to do this cycle"
-            if len(held) > 1
-            else next(report.skipped for report in reports if report.skipped)
-        )
     return reports
+
+
+def every_service_held(reports: Sequence[DirectionReport]) -> str | None:
+    """Why a cycle did nothing because other instances held every service (None if it did something).
+
+    The one-shot command turns this into exit status 75; a daemon in a fleet takes it as a cycle
+    done: the others are archiving.
+    """
+    if not reports or not all(report.skipped for report in reports):
+        return None
+    held = sorted({report.service for report in reports})
+    if len(held) == 1:
+        return reports[0].skipped
+    return f"every service is being archived by other instances ({', '.join(held)}); nothing to do this cycle"
 
 
 def _archive_service(

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import structlog
 
-from archiver.archive import DirectionReport, archive_cycle, backfill
+from archiver.archive import DirectionReport, archive_cycle, backfill, every_service_held
 from archiver.compact import compact_archive
 from archiver.config import DIRECTIONS, Direction, Settings, load_settings
 from archiver.errors import ArchiverError, ConfigError, LeaseHeldError
@@ -188,6 +188,8 @@ def cmd_archive(args: argparse.Namespace) -> int:
     try:
         with _source(settings) as source:
             reports = archive_cycle(settings, source, store, progress=_progress(args))
+        if (held := every_service_held(reports)) is not None:
+            raise LeaseHeldError(held)
     except ArchiverError as error:
         pinger.fail(str(error))
         raise

@@ -654,7 +654,17 @@ def _trigger(spec: str, zone: str) -> Any:
 
 
 def _report_summary(report: DirectionReport) -> dict[str, Any]:
-    keys = ("service", "direction", "listed", "fetched", "rows_written", "parts_written", "malformed", "finished_at")
+    keys = (
+        "service",
+        "direction",
+        "listed",
+        "fetched",
+        "rows_written",
+        "parts_written",
+        "malformed",
+        "finished_at",
+        "skipped",
+    )
     return {key: getattr(report, key) for key in keys}
 
 

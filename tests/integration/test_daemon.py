@@ -540,3 +540,31 @@ def test_a_run_due_while_the_previous_one_goes_on_becomes_one_catch_up_run(
         daemon.stop_event.set()
         go_ahead.set()
         daemon.scheduler.shutdown(wait=True)
+
+
+def test_a_daemon_whose_services_other_instances_hold_stays_healthy(emulator: Any, tmp_path: Path) -> None:
+    """In a fleet with more daemons than services, one finds every lease held: an idle cycle, not a failure."""
+    storage = local_storage_env(tmp_path / "archive")
+    store = store_from_env(storage)
+    now = dt.datetime.now(dt.UTC)
+    other = LeaseInfo("another-instance", "another-host", 4242, "", now, now + dt.timedelta(hours=2))
+    store.put(lease_key(SERVICE), other.to_json())
+    port = free_port()
+    env = cli_env(
+        emulator,
+        storage,
+        SMS_ARCHIVER_METRICS__LISTEN=f"127.0.0.1:{port}",
+        SMS_ARCHIVER_METRICS__MAX_AGE_SECONDS="60",
+        SMS_ARCHIVER_SCHEDULE__ARCHIVE="1h",
+    )
+    with DaemonProcess(env) as daemon:
+        daemon.wait_for("job_finished", job="archive")  # said only of a job that succeeded
+        assert daemon.wait_for("service_skipped", service=SERVICE)
+        status, body = healthz(port)
+        assert status == 200, body
+        samples = scrape(port)
+        labels = (("direction", "outgoing"), ("service", SERVICE))
+        assert samples[("sms_archiver_services_skipped_total", labels)] == 1
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait_exit() == 0, daemon.output()
+    assert archive_contents(store) == {"outgoing": {}, "incoming": {}}
