@@ -31,6 +31,7 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "tools"
 scratch=$(mktemp -d)
+chmod 0755 "$scratch"  # apt-get download writes as the _apt user
 trap 'rm -rf "$scratch"' EXIT
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
