@@ -31,7 +31,6 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "tools"
 scratch=$(mktemp -d)
-chmod 0755 "$scratch"  # apt-get download writes as the _apt user
 trap 'rm -rf "$scratch"' EXIT
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
@@ -47,8 +46,11 @@ if command -v promtool >/dev/null 2>&1; then
     PROMTOOL=$(command -v promtool)
 else
     apt-get update -qq
-    (cd "$scratch" && apt-get download -qq prometheus >/dev/null)
-    dpkg-deb -x "$scratch"/prometheus_*.deb "$scratch/prometheus"
+    mkdir "$scratch/deb"
+    chmod 0711 "$scratch"
+    if id _apt >/dev/null 2>&1; then chown _apt "$scratch/deb"; fi  # apt downloads as the _apt user
+    (cd "$scratch/deb" && apt-get download -qq prometheus >/dev/null)
+    dpkg-deb -x "$scratch"/deb/prometheus_*.deb "$scratch/prometheus"
     PROMTOOL="$scratch/prometheus/usr/bin/promtool"
 fi
 "$PROMTOOL" --version | head -1
