@@ -72,15 +72,19 @@ def load_manifests() -> dict[str, dict[str, Any]]:
 
 
 def check_kustomization() -> None:
+    """Every manifest is listed, but no *.example.yaml: applying again must not overwrite real secrets."""
     kustomization = yaml.safe_load((KUBE / "kustomization.yaml").read_text(encoding="utf-8"))
     listed = set(kustomization.get("resources", []))
     present = {path.name for path in KUBE.glob("*.yaml")} - {"kustomization.yaml"}
+    examples = {name for name in present if name.endswith(".example.yaml")}
     for name in sorted(listed - present):
         problem(f"kustomization.yaml lists {name}, which does not exist")
-    for name in sorted(present - listed):
+    for name in sorted(listed & examples):
+        problem(f"kustomization.yaml lists {name}: applying it again would overwrite the real values")
+    for name in sorted(present - examples - listed):
         problem(f"kustomization.yaml does not list {name}")
-    if listed == present:
-        ok(f"kustomization.yaml lists the {len(listed)} manifests")
+    if listed == present - examples:
+        ok(f"kustomization.yaml lists the {len(listed)} manifests, not the examples ({', '.join(sorted(examples))})")
 
 
 def _kubelet_secret_dir(directory: Path, data: dict[str, str]) -> None:
