@@ -14,8 +14,8 @@
 #   about 3 s and starts nothing.
 # Then: kubernetes-validate --strict on each manifest (the oldest and newest Kubernetes versions
 # checked), `kubectl kustomize` when a kubectl is there (offline rendering), promtool check rules
-# and test rules, the dashboard's JSON, and deploy/check_deploy.py (settings, ports, names: what
-# the schemas cannot see).
+# and test rules, the dashboard's JSON and the PromQL of its queries (as a rule file for promtool),
+# and deploy/check_deploy.py (settings, ports, names: what the schemas cannot see).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -73,9 +73,11 @@ step "Prometheus: promtool check rules, promtool test rules"
 "$PROMTOOL" check rules deploy/prometheus/alerts.yml
 "$PROMTOOL" test rules deploy/prometheus/alerts.test.yml
 
-step "Grafana dashboard: JSON"
+step "Grafana dashboard: JSON, and its queries' PromQL (promtool check rules)"
 .venv/bin/python -m json.tool deploy/grafana/sms-archiver.json >/dev/null
-echo "ok    deploy/grafana/sms-archiver.json"
+echo "ok    deploy/grafana/sms-archiver.json is JSON"
+.venv/bin/python deploy/check_deploy.py --dashboard-rules "$scratch/dashboard-rules.yml"
+"$PROMTOOL" check rules "$scratch/dashboard-rules.yml"
 
 step "deploy/check_deploy.py: settings, ports, probes, alert constants, metric names"
 .venv/bin/python deploy/check_deploy.py
