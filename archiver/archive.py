@@ -348,8 +348,9 @@ class _DirectionRun:
                 self._burst_fits(len(ids), (low, high), None, state)
                 continue
             oldest, newest = math.floor(min(stamps)), math.floor(max(stamps))
+            # OVH's instants are whole seconds and both bounds are inclusive: each edge second is listed.
             edges = (
-                ((low, _instant(oldest + 1)), oldest, (low, _instant(oldest - 1))),
+                ((low, _instant(oldest)), oldest, (low, _instant(oldest - 1))),
                 ((_instant(newest), high), newest, (_instant(newest + 1), high)),
             )
             for probe_window, edge, beyond_window in edges:
@@ -358,11 +359,12 @@ class _DirectionRun:
                     continue
                 if not self.may_be_cut(probe, state):
                     continue
-                # Full with nothing new: its SMS share the edge second. What hides beyond that second?
+                # Full with nothing new. What hides beyond the edge second?
                 if _nonempty(beyond_window):
                     beyond = self.list_ids(*beyond_window, state)
                     self._fetch_new(beyond, ids, beyond_window, pending, fetch, state)
-                self._burst_fits(len(probe), probe_window, edge, state)
+                if self._all_in_second(probe, edge, state):
+                    self._burst_fits(len(probe), probe_window, edge, state)
 
     def _fetch_new(
         self,
@@ -400,6 +402,10 @@ class _DirectionRun:
             f"({count} ids, as many as OVH was seen to cut a listing at) with nothing new: more SMS may share "
             f"{where} than OVH lists at once; the cursor stays before this window"
         )
+
+    def _all_in_second(self, ids: Sequence[int], second: int, state: CursorState) -> bool:
+        """Whether every one of these (fetched) records was created in that second: a burst."""
+        return all((created := self._created(sms_id, state)) is None or math.floor(created) == second for sms_id in ids)
 
     def _created(self, sms_id: int, state: CursorState) -> float | None:
         created = self.times.get(sms_id) if self.times is not None else None

@@ -286,20 +286,16 @@ class OvhSource:
         ``CLOCK_TOLERANCE_SECONDS`` is logged once, since anything compared with OVH's timestamps
         (windows, cursors, lookbacks, retention cutoffs) must use OVH's clock: see ``now``.
         """
-        attempt = 0
-        while True:
-            self.limiter.acquire()
-            try:
-                offset = int(self._client.time_delta)
-                break
-            except (ovh.exceptions.APIError, requests.RequestException, TypeError, ValueError) as error:
-                self._count("network_error")
-                if attempt >= self.settings.max_retries:
-                    raise SourceError(
-                        f"OVH API GET /auth/time failed after {attempt + 1} attempts: {type(error).__name__}"
-                    ) from None
-                self.sleep(backoff_delay(attempt, None))
-                attempt += 1
+        offset = self._client._time_delta
+        if offset is None:
+            # Measured here, as python-ovh does (OVH's unix time minus ours), through our retries and
+            # error messages; python-ovh then signs with it.
+            server_time = self.request("GET", "/auth/time", signed=False)
+            if isinstance(server_time, bool) or not isinstance(server_time, int):
+                raise SourceError("GET /auth/time did not answer OVH's time as a number")
+            offset = server_time - int(time.time())
+            self._client._time_delta = offset
+        offset = int(offset)
         if abs(offset) > CLOCK_TOLERANCE_SECONDS and offset != self._offset_reported:
             self._offset_reported = offset
             log.warning(
@@ -330,6 +326,8 @@ class OvhSource:
         path: str,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        *,
+        signed: bool = True,
     ) -> Any:
         """Make one API call and return its JSON, retrying transient failures.
 
@@ -343,7 +341,7 @@ class OvhSource:
             self.limiter.acquire()
             try:
                 with self.concurrency:
-                    result = self._attempt(method, target, headers)
+                    result = self._attempt(method, target, headers, signed=signed)
                 self.concurrency.succeeded()
                 return result
             except _Retryable as error:
@@ -376,9 +374,9 @@ class OvhSource:
                 self._client._time_delta = None
                 resynced_clock = True
 
-    def _attempt(self, method: str, target: str, headers: dict[str, str] | None) -> Any:
+    def _attempt(self, method: str, target: str, headers: dict[str, str] | None, *, signed: bool = True) -> Any:
         try:
-            response = self._client.raw_call(method, target, headers=dict(headers or {}))
+            response = self._client.raw_call(method, target, headers=dict(headers or {}), need_auth=signed)
         except (requests.RequestException, ovh.exceptions.APIError) as error:
             # python-ovh wraps the requests error of its own /auth/time call (signing) in an APIError.
             self._count("network_error")

@@ -83,7 +83,7 @@ def biggest_burst(created: dict[int, int]) -> int:
     return max((seconds.count(second) for second in set(seconds)), default=0)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(created=records, cap_margin=st.integers(1, 40), keep=st.sampled_from(["newest", "oldest"]))
 def test_any_cap_larger_than_the_biggest_burst_loses_nothing(
     created: dict[int, int], cap_margin: int, keep: str
@@ -92,7 +92,7 @@ def test_any_cap_larger_than_the_biggest_burst_loses_nothing(
     assert archive_window(source, 600, CursorState()) == set(created)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(created=records, keep=st.sampled_from(["newest", "oldest"]), cap=st.integers(2, 30))
 def test_whatever_the_cap_a_listing_is_whole_or_the_cycle_fails(created: dict[int, int], keep: str, cap: int) -> None:
     """Even below a burst: every SMS is fetched, or the cycle fails loudly, but for the one case

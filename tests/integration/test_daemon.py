@@ -397,10 +397,11 @@ class PingRecorder:
 def test_a_failing_job_does_not_stop_the_next_one(emulator: Any, tmp_path: Path) -> None:
     storage = local_storage_env(tmp_path / "archive")
     store = store_from_env(storage)
-    # A live process of this host (this test) holds the lease: the first archive run must fail.
-    now = dt.datetime.now(dt.UTC)
-    holder = LeaseInfo("someone-else", socket.gethostname(), os.getpid(), "", now, now + dt.timedelta(hours=1))
-    store.put(lease_key(SERVICE), holder.to_json())
+    # A file where the service's folder must go: the first archive run cannot write its parts and fails.
+    # (A lease held by another instance is no failure: the service is left to it, see test_fleet.py.)
+    blocker = tmp_path / "archive" / SERVICE / "outgoing"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way")
     pings = PingRecorder()
     port = free_port()
     env = cli_env(
@@ -414,8 +415,8 @@ def test_a_failing_job_does_not_stop_the_next_one(emulator: Any, tmp_path: Path)
     try:
         with DaemonProcess(env) as daemon:
             failed = daemon.wait_for("job_failed", job="archive")
-            assert failed["error_type"] == "LeaseHeldError"
-            store.delete(lease_key(SERVICE))  # the other instance is done
+            assert failed["error_type"] == "StorageError"
+            blocker.unlink()  # cleared up
             daemon.wait_for("job_finished", job="archive", timeout=30)
             samples = scrape(port)
             assert samples[("sms_archiver_job_failures_total", (("job", "archive"),))] == 1
