@@ -624,7 +624,7 @@ def archive_direction(
     # SMS whose status never settled within the lookback leave the re-checks: archived as they are.
     run.report.unsettled += sum(1 for known in state.known.values() if not known.final and known.created < keep_from)
     if run.report.unsettled:
-        run.log.warning("status_unsettled", count=run.report.unsettled, kept_as="the last status, archived")
+        run.log.info("status_unsettled", count=run.report.unsettled, kept_as="the last status, archived")
     state.known = {sms_id: known for sms_id, known in state.known.items() if known.created >= keep_from}
     state.cursor = until
     state.partial_until = None
@@ -841,7 +841,7 @@ def backfill(
                 run.report.api_calls = source.total_calls - calls_before
                 run.report.seconds = round(time.monotonic() - started, 3)
                 if run.report.unsettled:
-                    run.log.warning("status_unsettled", count=run.report.unsettled, kept_as="the last status, archived")
+                    run.log.info("status_unsettled", count=run.report.unsettled, kept_as="the last status, archived")
                 run.log.info("backfill_done", **_counts(run.report))
                 reports.append(run.report)
     return reports
