@@ -163,3 +163,13 @@ class FailingStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+class StoreWrapper:
+    """A store in front of another: tests give the archiver a store that misbehaves in one way."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

@@ -18,7 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from archiver.archive import archive_cycle, archive_direction
-from archiver.config import load_settings
+from archiver.config import Settings, load_settings
 from archiver.emulator import EmulatorServer, Faults, generate_sample_data
 from archiver.errors import CycleInterrupted, LeaseHeldError
 from archiver.layout import lease_key, parse_part_key
@@ -31,6 +31,7 @@ from tests.integration.helpers import (
     CREDENTIALS,
     PARIS,
     SERVICE,
+    StoreWrapper,
     api_truth,
     archive_contents,
     cli_env,
@@ -51,6 +52,27 @@ def emulator_on_its_clock(
     )
     clock = int(offset.total_seconds())
     return EmulatorServer(**CREDENTIALS, services=data, faults=Faults(clock_skew_seconds=clock, **faults))
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings an in-process run gets from this environment (as the CLI would)."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return load_settings()
+
+
+def archived_with_retention(emulator: EmulatorServer, storage: dict[str, str], *, policy_days: int) -> dict[str, str]:
+    """Archive the outgoing SMS once; return the environment of a retention policy on them."""
+    env = cli_env(
+        emulator,
+        storage,
+        SMS_ARCHIVER_ARCHIVE__DIRECTIONS="outgoing",
+        SMS_ARCHIVER_RETENTION__DIRECTIONS="outgoing",
+        SMS_ARCHIVER_RETENTION__ENABLED="true",
+        SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS=str(policy_days),
+    )
+    assert run_cli("archive", env=env).code == 0
+    return env
 
 
 def largest_one_second_burst(emulator: EmulatorServer) -> int:
@@ -248,11 +270,11 @@ def test_retention_keeps_a_status_that_may_still_change(tmp_path: Path) -> None:
         assert decisions[94_000_000]["reason"] == "status not final"
 
 
-class TakeOverOnRead:
+class TakeOverOnRead(StoreWrapper):
     """A store through which, during retention's reading, another instance takes the lease over."""
 
     def __init__(self, inner: Store, service: str) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.lease = lease_key(service)
         self.taken = False
 
@@ -264,27 +286,14 @@ class TakeOverOnRead:
             self.inner.put(self.lease, other.to_json())
         return self.inner.get(key)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
 
 def test_retention_sends_no_delete_once_its_lease_is_taken_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with make_emulator(outgoing=60, incoming=0, days=90) as emulator:
         storage = local_storage_env(tmp_path / "archive")
-        env = cli_env(
-            emulator,
-            storage,
-            SMS_ARCHIVER_ARCHIVE__DIRECTIONS="outgoing",
-            SMS_ARCHIVER_RETENTION__DIRECTIONS="outgoing",
-            SMS_ARCHIVER_RETENTION__ENABLED="true",
-            SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS="30",
-        )
-        assert run_cli("archive", env=env).code == 0
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        settings = load_settings()
+        env = archived_with_retention(emulator, storage, policy_days=30)
+        settings = settings_from(env, monkeypatch)
         store = TakeOverOnRead(store_from_env(storage), SERVICE)
         with OvhSource(settings.ovh) as source, pytest.raises(LeaseHeldError):
             run_retention(settings, source, cast(Store, store), apply=True)
@@ -292,19 +301,13 @@ def test_retention_sends_no_delete_once_its_lease_is_taken_over(
         assert emulator.deleted == []
 
 
-class DropsParts:
+class DropsParts(StoreWrapper):
     """A store that acknowledges data parts without keeping them (a broken or lagging store)."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
 
     def put(self, key: str, data: bytes, **options: Any) -> Any:
         if parse_part_key(key) is not None:
             return self.inner.head(key) or ObjectInfo(key, len(data), dt.datetime.now(dt.UTC), "", {})
         return self.inner.put(key, data, **options)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def test_a_copy_that_can_never_match_is_reported_not_kept_silently(
@@ -312,15 +315,7 @@ def test_a_copy_that_can_never_match_is_reported_not_kept_silently(
 ) -> None:
     with make_emulator(outgoing=60, incoming=0, days=90) as emulator:
         storage = local_storage_env(tmp_path / "archive")
-        env = cli_env(
-            emulator,
-            storage,
-            SMS_ARCHIVER_ARCHIVE__DIRECTIONS="outgoing",
-            SMS_ARCHIVER_RETENTION__DIRECTIONS="outgoing",
-            SMS_ARCHIVER_RETENTION__ENABLED="true",
-            SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS="30",
-        )
-        assert run_cli("archive", env=env).code == 0
+        env = archived_with_retention(emulator, storage, policy_days=30)
         now = emulator.now()
         changed = next(
             sms_id
@@ -328,9 +323,7 @@ def test_a_copy_that_can_never_match_is_reported_not_kept_silently(
             if raw["ptt"] == 4 and (now - parse_instant(raw["creationDatetime"], PARIS)).days > 40
         )
         emulator.update_outgoing(SERVICE, changed, ptt=5)
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        settings = load_settings()
+        settings = settings_from(env, monkeypatch)
         store = DropsParts(store_from_env(storage))
         with OvhSource(settings.ovh) as source, capture_logs() as logs:
             report = run_retention(settings, source, cast(Store, store), apply=True)
@@ -370,9 +363,7 @@ def test_an_interrupted_cycle_under_a_cap_resumes_without_refetching_and_loses_n
             SMS_ARCHIVER_ARCHIVE__CHUNK_SIZE="10",
             SMS_ARCHIVER_OVH__FETCH="per-id",  # one GET per record: the count says what was fetched
         )
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        settings = load_settings()
+        settings = settings_from(env, monkeypatch)
         store = store_from_env(storage)
         stop = threading.Event()
         with OvhSource(settings.ovh) as source:
@@ -387,11 +378,11 @@ def test_an_interrupted_cycle_under_a_cap_resumes_without_refetching_and_loses_n
         assert archive_contents(store)["outgoing"] == api_truth(emulator)["outgoing"]
 
 
-class CountsLeaseWrites:
+class CountsLeaseWrites(StoreWrapper):
     """A store that counts the writes of one lease object (acquisition, renewals, release)."""
 
     def __init__(self, inner: Store, service: str) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.key = lease_key(service)
         self.writes = 0
 
@@ -406,9 +397,6 @@ class CountsLeaseWrites:
         self._count(key)
         return self.inner.put_if_absent(key, data, **options)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
 
 def test_the_lease_is_renewed_inside_a_long_fetch_not_only_between_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -417,9 +405,7 @@ def test_the_lease_is_renewed_inside_a_long_fetch_not_only_between_chunks(
     with make_emulator(outgoing=60, incoming=0) as emulator:
         storage = local_storage_env(tmp_path / "archive")
         env = cli_env(emulator, storage, SMS_ARCHIVER_ARCHIVE__DIRECTIONS="outgoing", SMS_ARCHIVER_OVH__FETCH="per-id")
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        settings = load_settings()
+        settings = settings_from(env, monkeypatch)
         store = CountsLeaseWrites(store_from_env(storage), SERVICE)
         moments = iter(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10 * step) for step in range(100_000))
         lease = Lease(cast(Store, store), SERVICE, ttl_seconds=30, clock=lambda: next(moments))

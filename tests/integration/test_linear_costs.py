@@ -13,6 +13,7 @@ from archiver.config import load_settings
 from archiver.source import OvhSource
 from archiver.store import Store
 from tests.integration.helpers import (
+    StoreWrapper,
     api_truth,
     archive_contents,
     cli_env,
@@ -22,20 +23,17 @@ from tests.integration.helpers import (
 )
 
 
-class CountsStateBytes:
+class CountsStateBytes(StoreWrapper):
     """A store that records the size of every cursor checkpoint (``_state/{service}/{direction}.json``)."""
 
     def __init__(self, inner: Store) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.checkpoints: list[bytes] = []
 
     def put(self, key: str, data: bytes, **options: Any) -> Any:
         if key.startswith("_state/") and key.endswith("/outgoing.json"):
             self.checkpoints.append(data)
         return self.inner.put(key, data, **options)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def test_checkpoints_write_bytes_in_proportion_to_a_chunk_not_to_the_ids_so_far(
