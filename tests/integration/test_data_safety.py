@@ -254,15 +254,7 @@ def test_retention_keeps_a_status_that_may_still_change(tmp_path: Path) -> None:
             SERVICE, recent_record(emulator, 94_000_000, dt.timedelta(hours=40), ptt=2, deliveredAt=None)
         )
         storage = local_storage_env(tmp_path / "archive")
-        env = cli_env(
-            emulator,
-            storage,
-            SMS_ARCHIVER_ARCHIVE__DIRECTIONS="outgoing",
-            SMS_ARCHIVER_RETENTION__DIRECTIONS="outgoing",
-            SMS_ARCHIVER_RETENTION__ENABLED="true",
-            SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS="1",
-        )
-        assert run_cli("archive", env=env).code == 0
+        env = archived_with_retention(emulator, storage, policy_days=1)
         dry = run_cli("retention", "--json", env=env)
         assert dry.code == 0, dry.stderr[-3000:]
         decisions = {d["id"]: d for d in json.loads(dry.stdout)["decisions"]}
