@@ -33,15 +33,16 @@ from typing import Any, Protocol
 
 import structlog
 
-from archiver.config import Direction, Settings
+from archiver.config import Settings
 from archiver.csvfile import EncodedPart, encode_rows
 from archiver.errors import CycleInterrupted, LeaseHeldError, ListingCutError, MalformedRecordError
-from archiver.layout import part_key, part_name
 from archiver.manifest import PartEntry, record_parts, row_key
+from archiver.naming import Direction
 from archiver.records import COLUMNS, Record, parse_api_record, parse_export_row
 from archiver.source import GONE, ExportUnavailable, OvhSource
-from archiver.state import CursorState, DoneRanges, Known, Lease, load_state, save_state
 from archiver.store import Store
+from archiver.store.layout import part_key, part_name
+from archiver.store.state import CursorState, DoneRanges, Known, Lease, load_state, save_state
 
 __all__ = [
     "DirectionReport",

@@ -23,18 +23,18 @@ import structlog
 
 from archiver.archive import DirectionReport, archive_cycle, backfill, every_service_held
 from archiver.compact import compact_archive
-from archiver.config import DIRECTIONS, Direction, Settings, load_settings
+from archiver.config import Settings, load_settings
 from archiver.errors import ArchiverError, ConfigError, LeaseHeldError
-from archiver.layout import check_service_name
 from archiver.logs import configure_logging, new_run_id
+from archiver.naming import DIRECTIONS, Direction, check_service_name
 from archiver.ping import Pinger
 from archiver.reader import archived_services, iter_records, summarize_months
 from archiver.records import COLUMNS
 from archiver.retention import RetentionReport, run_retention
 from archiver.retrieve import OutputFormat, month_range, parse_month, retrieve
 from archiver.source import CLOCK_TOLERANCE_SECONDS, OvhSource
-from archiver.state import load_state, read_lease, reset_state
 from archiver.store import LocalStore, Store, open_store
+from archiver.store.state import load_state, read_lease, reset_state
 from archiver.tables import add_columns, table_console
 from archiver.verify import verify_archive
 

@@ -25,14 +25,15 @@ from dataclasses import dataclass, field
 import structlog
 
 from archiver.archive import put_part
-from archiver.config import Direction, Settings
+from archiver.config import Settings
 from archiver.csvfile import encode_rows
 from archiver.errors import IntegrityError
 from archiver.manifest import PartEntry, load_manifest, save_manifest
+from archiver.naming import Direction
 from archiver.reader import ArchiveParts, Resolution, StoredPart, archived_services, iter_day_records
 from archiver.records import COLUMNS, Record
-from archiver.state import Lease
 from archiver.store import Store
+from archiver.store.state import Lease
 from archiver.verify import check_part
 
 __all__ = ["CompactReport", "compact_archive", "compact_day", "settled_before"]

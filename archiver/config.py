@@ -41,12 +41,13 @@ from pydantic_settings import (
 )
 
 from archiver.errors import ConfigError
+from archiver.naming import DIRECTIONS, Direction, check_service_name
+from archiver.schedule import parse_schedule
 
 __all__ = [
     "ENV_PREFIX",
     "ArchiveSettings",
     "DaemonSettings",
-    "Direction",
     "LogSettings",
     "MetricsSettings",
     "OvhSettings",
@@ -59,8 +60,6 @@ __all__ = [
 ]
 
 ENV_PREFIX = "SMS_ARCHIVER_"
-Direction = Literal["outgoing", "incoming"]
-DIRECTIONS: tuple[Direction, ...] = ("outgoing", "incoming")
 _DEFAULT_SECRET_DIRS = ("/run/secrets",)
 
 
@@ -111,8 +110,6 @@ class OvhSettings(_Section):
     @field_validator("services")
     @classmethod
     def _service_names(cls, value: list[str]) -> list[str]:
-        from archiver.layout import check_service_name
-
         return [check_service_name(name) for name in value]
 
     @field_validator("endpoint")
@@ -300,8 +297,6 @@ class LeaseSettings(_Section):
 
 
 def _check_schedule(value: str) -> str:
-    from archiver.schedule import parse_schedule
-
     parse_schedule(value)
     return value
 

@@ -61,7 +61,6 @@ from archiver.archive import DirectionReport, archive_cycle
 from archiver.compact import compact_archive
 from archiver.config import Settings
 from archiver.errors import ArchiverError, ConfigError, CycleInterrupted, IntegrityError, StorageError
-from archiver.layout import daemon_status_key
 from archiver.logs import new_run_id
 from archiver.metrics import Metrics, MetricsServer, start_metrics_server
 from archiver.notify import Notifier, start_heartbeat
@@ -69,8 +68,9 @@ from archiver.ping import Pinger
 from archiver.retention import run_retention
 from archiver.schedule import parse_schedule
 from archiver.source import OvhSource
-from archiver.state import load_state
 from archiver.store import Store, open_store
+from archiver.store.layout import daemon_status_key
+from archiver.store.state import load_state
 from archiver.verify import verify_archive
 
 __all__ = ["Daemon", "run_daemon"]

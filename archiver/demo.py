@@ -20,9 +20,9 @@ from archiver.archive import Progress, archive_cycle
 from archiver.config import ArchiveSettings, LeaseSettings, LogSettings, OvhSettings, Settings, load_settings
 from archiver.emulator import DEMO_CREDENTIALS, EmulatorServer, generate_sample_data
 from archiver.errors import ConfigError
-from archiver.layout import parse_part_key
 from archiver.source import OvhSource
 from archiver.store import open_store
+from archiver.store.layout import parse_part_key
 
 __all__ = ["demo_settings", "run_demo"]
 

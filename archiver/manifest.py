@@ -13,10 +13,10 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 
-from archiver.config import Direction
 from archiver.errors import StorageError
-from archiver.layout import manifest_key, parse_part_key
+from archiver.naming import Direction
 from archiver.store import Store
+from archiver.store.layout import manifest_key, parse_part_key
 
 __all__ = ["Manifest", "PartEntry", "load_manifest", "parse_row_key", "record_parts", "row_key", "save_manifest"]
 

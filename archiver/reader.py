@@ -37,13 +37,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from archiver.config import DIRECTIONS, Direction
 from archiver.csvfile import read_rows
 from archiver.errors import IntegrityError, StorageError
-from archiver.layout import PartKey, month_prefix, parse_part_key, service_prefix
 from archiver.manifest import PartEntry, load_manifest, parse_row_key
+from archiver.naming import DIRECTIONS, Direction
 from archiver.records import COLUMNS, Record, record_from_row
 from archiver.store import ObjectInfo, Store
+from archiver.store.layout import PartKey, month_prefix, parse_part_key, service_prefix
 
 __all__ = [
     "ArchiveParts",

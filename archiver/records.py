@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from archiver.config import Direction
 from archiver.errors import MalformedRecordError
+from archiver.naming import Direction
 
 __all__ = [
     "COLUMNS",

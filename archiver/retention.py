@@ -30,16 +30,17 @@ from dataclasses import asdict, dataclass, field
 import structlog
 
 from archiver.archive import resolve_services, write_parts
-from archiver.config import Direction, Settings
+from archiver.config import Settings
 from archiver.csvfile import encode_rows
 from archiver.errors import ConfigError, MalformedRecordError
-from archiver.layout import journal_key, month_prefix
 from archiver.manifest import record_parts
+from archiver.naming import Direction
 from archiver.reader import StoredPart, resolved_copies
 from archiver.records import Record, differing_columns, parse_api_record
 from archiver.source import GONE, OvhSource
-from archiver.state import Lease
 from archiver.store import Store
+from archiver.store.layout import journal_key, month_prefix
+from archiver.store.state import Lease
 from archiver.verify import iter_months, verify_month
 
 __all__ = ["Decision", "MonthPurge", "RetentionReport", "run_retention"]

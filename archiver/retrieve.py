@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from archiver.config import Direction
 from archiver.errors import ConfigError
+from archiver.naming import Direction
 from archiver.reader import ArchiveParts, copy_part_body, day_clusters, iter_day_records
 from archiver.records import COLUMNS, Record
 from archiver.store import Store

@@ -35,8 +35,9 @@ import requests.adapters
 import requests.utils
 import structlog
 
-from archiver.config import Direction, OvhSettings
+from archiver.config import OvhSettings
 from archiver.errors import AuthError, ConfigError, NotGrantedError, SourceError
+from archiver.naming import Direction
 from archiver.records import PTT_DESCRIPTIONS, describe_ptt
 
 __all__ = [

@@ -15,8 +15,8 @@ from typing import Any
 
 from archiver.config import Settings
 from archiver.reader import archived_services
-from archiver.state import load_state, read_lease
 from archiver.store import Store
+from archiver.store.state import load_state, read_lease
 from archiver.tables import add_columns, table_console
 
 __all__ = ["DAEMONS_PREFIX", "read_daemons", "show_status", "status_document"]

@@ -19,14 +19,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from archiver.config import Direction, Settings
+from archiver.config import Settings
 from archiver.csvfile import read_rows
 from archiver.errors import IntegrityError, StorageError
-from archiver.layout import month_prefix, parse_part_key
 from archiver.manifest import PartEntry, load_manifest
+from archiver.naming import Direction
 from archiver.reader import ArchiveParts, Resolution, archived_services
 from archiver.records import COLUMNS
 from archiver.store import Store
+from archiver.store.layout import month_prefix, parse_part_key
 
 __all__ = ["MonthCheck", "Problem", "check_part", "iter_months", "verify_archive", "verify_month"]
 

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Final
 
 import xlsxwriter
 
-from archiver.config import Direction
+from archiver.naming import Direction
 from archiver.records import COLUMNS, Record, parse_instant
 
 __all__ = ["DATE_COLUMNS", "MAX_ROWS_PER_SHEET", "NUMBER_COLUMNS", "naive_local", "write_workbook"]

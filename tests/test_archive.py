@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from archiver.archive import CreationTimes, DirectionReport, _DirectionRun
 from archiver.errors import ListingCutError
-from archiver.state import CursorState
+from archiver.store.state import CursorState
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from archiver.layout import (
+from archiver.store.layout import (
     check_service_name,
     lease_key,
     manifest_key,

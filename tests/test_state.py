@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from archiver.errors import LeaseHeldError
-from archiver.layout import lease_key, state_key
-from archiver.state import (
+from archiver.store import LocalStore, S3Store, Store
+from archiver.store.layout import lease_key, state_key
+from archiver.store.state import (
     CursorState,
     DoneRanges,
     Lease,
@@ -33,7 +34,6 @@ from archiver.state import (
     read_lease,
     save_state,
 )
-from archiver.store import LocalStore, S3Store, Store
 from tests.test_store import s3_store
 
 if TYPE_CHECKING:

@@ -44,8 +44,8 @@ from archiver.reader import archived_months, iter_records, list_parts
 from archiver.records import COLUMNS
 from archiver.retrieve import OutputFormat, month_range, retrieve
 from archiver.source import OvhSource
-from archiver.state import load_state
 from archiver.store import LocalStore
+from archiver.store.state import load_state
 from archiver.verify import verify_archive
 from tests.integration.helpers import (
     CREDENTIALS,

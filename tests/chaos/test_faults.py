@@ -23,12 +23,13 @@ from pathlib import Path
 import pytest
 
 from archiver.archive import archive_cycle
-from archiver.config import DIRECTIONS, load_settings
+from archiver.config import load_settings
+from archiver.naming import DIRECTIONS
 from archiver.reader import archived_months, iter_records
 from archiver.records import parse_instant
 from archiver.source import OvhSource
-from archiver.state import load_state
 from archiver.store import Store
+from archiver.store.state import load_state
 from tests.chaos.conftest import TRIALS
 from tests.conftest import S3Target
 from tests.integration.helpers import (

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archiver.config import DIRECTIONS, Direction, StorageSettings
+from archiver.config import StorageSettings
 from archiver.emulator import EmulatorServer, generate_sample_data
 from archiver.errors import StorageError
-from archiver.layout import parse_part_key
+from archiver.naming import DIRECTIONS, Direction
 from archiver.reader import archived_months, iter_records
 from archiver.records import parse_api_record
 from archiver.store import Store, open_store
+from archiver.store.layout import parse_part_key
 
 SERVICE = "sms-test12345-1"
 CREDENTIALS = {

@@ -13,8 +13,8 @@ import pytest
 
 from archiver.config import load_settings
 from archiver.errors import StorageError
-from archiver.layout import lease_key
-from archiver.state import LeaseInfo, current_pid_namespace, load_state, read_lease
+from archiver.store.layout import lease_key
+from archiver.store.state import LeaseInfo, current_pid_namespace, load_state, read_lease
 from tests.conftest import S3Target
 from tests.integration.helpers import (
     CREDENTIALS,

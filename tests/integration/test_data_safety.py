@@ -21,12 +21,12 @@ from archiver.archive import archive_cycle, archive_direction
 from archiver.config import Settings, load_settings
 from archiver.emulator import EmulatorServer, Faults, generate_sample_data
 from archiver.errors import CycleInterrupted, LeaseHeldError
-from archiver.layout import lease_key, parse_part_key
 from archiver.records import parse_instant
 from archiver.retention import run_retention
 from archiver.source import OvhSource
-from archiver.state import Lease, LeaseInfo, load_state
 from archiver.store import ObjectInfo, Store
+from archiver.store.layout import lease_key, parse_part_key
+from archiver.store.state import Lease, LeaseInfo, load_state
 from tests.integration.helpers import (
     CREDENTIALS,
     PARIS,

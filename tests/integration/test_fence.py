@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from archiver.state import load_state, read_lease
+from archiver.store.state import load_state, read_lease
 from tests.integration.helpers import (
     SERVICE,
     Result,

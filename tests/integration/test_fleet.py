@@ -16,9 +16,9 @@ from archiver.archive import archive_cycle
 from archiver.config import Settings, load_settings
 from archiver.emulator import EmulatorServer, Faults, generate_sample_data
 from archiver.errors import SourceError
-from archiver.layout import lease_key
 from archiver.source import OvhSource
-from archiver.state import LeaseInfo
+from archiver.store.layout import lease_key
+from archiver.store.state import LeaseInfo
 from tests.integration.helpers import (
     CREDENTIALS,
     api_truth,

@@ -14,10 +14,10 @@ import pytest
 from archiver.compact import compact_archive
 from archiver.config import load_settings
 from archiver.errors import StorageError
-from archiver.layout import parse_part_key
 from archiver.reader import list_parts
 from archiver.records import OUTGOING_COLUMNS, parse_instant
 from archiver.store import Store
+from archiver.store.layout import parse_part_key
 from tests.conftest import S3Target
 from tests.integration.helpers import (
     PARIS,

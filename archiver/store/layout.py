@@ -17,11 +17,10 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from archiver.config import DIRECTIONS, Direction
+from archiver.naming import DIRECTIONS, Direction, check_service_name
 
 __all__ = [
     "PartKey",
-    "check_service_name",
     "daemon_status_key",
     "day_prefix",
     "journal_key",
@@ -34,18 +33,10 @@ __all__ = [
     "state_key",
 ]
 
-_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _PART = re.compile(
     r"^(?P<service>[^/]+)/(?P<direction>outgoing|incoming)/year=(?P<year>\d{4})/month=(?P<month>\d{2})/"
     r"day=(?P<day>\d{2})/(?P<name>[0-9]+-[0-9]+-[0-9a-f]{8,64}(?:-c)?)\.csv(?P<gz>\.gz)?$"
 )
-
-
-def check_service_name(service: str) -> str:
-    """Refuse a service name that could escape its place in the key space."""
-    if not _SERVICE_NAME.match(service) or service.startswith(("_", ".")):
-        raise ValueError(f"unexpected SMS service name {service!r}")
-    return service
 
 
 @dataclass(frozen=True, slots=True)

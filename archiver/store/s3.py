@@ -1,40 +1,18 @@
-"""Object stores: where archive bytes go. ``S3Store`` (boto3) and ``LocalStore`` (a directory).
-
-Both expose the same small protocol (``Store``) so every action works on either. Keys are
-``/``-separated and relative to the storage URL's prefix; the store adds the prefix.
-Every failure is raised as ``StorageError`` (or ``PreconditionFailed`` for a lost conditional
-write) with the key and the store in the message, never credentials.
-
-Keys are checked before any I/O (``ValueError`` otherwise): no leading or trailing ``/``, no
-empty, ``.`` or ``..`` segment, and no segment starting with ``.`` (``LocalStore`` keeps its
-temporary, metadata and lock files under such names, and both stores accept the same keys).
-Metadata keys are lowercased; keys and values must be printable ASCII without surrounding
-spaces, because S3 carries them as HTTP headers and would not give anything else back intact.
-"""
+"""``S3Store``: the archive in an S3-compatible bucket (boto3), with conditional writes proven or emulated."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import email.utils
-import errno
-import fcntl
 import hashlib
 import io
-import json
-import os
-import re
 import secrets
-import stat
-import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
 import structlog
@@ -49,6 +27,8 @@ from botocore.exceptions import (
 )
 
 from archiver.errors import ConfigError, PreconditionFailed, StorageError
+from archiver.store.base import ObjectInfo, bare_etag, check_key, check_prefix, normalize_metadata
+from archiver.store.urls import parse_s3_url, redact_url
 
 if TYPE_CHECKING:
     from botocore.response import StreamingBody
@@ -56,184 +36,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import PutObjectRequestTypeDef
 
     from archiver.config import StorageSettings
-
-__all__ = ["LocalStore", "ObjectInfo", "S3Store", "Store", "open_store"]
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
-    """What a listing or a head tells about one object."""
-
-    key: str
-    size: int
-    last_modified: dt.datetime
-    etag: str = ""
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-class Store(Protocol):
-    """The operations the archiver needs from an object store.
-
-    Etags are bare strings (no surrounding quotes); for objects written here they are the hex MD5
-    of the content, as S3 computes for single-part uploads.
-    """
-
-    def describe(self) -> str:
-        """Say where this store writes, for messages (no credentials)."""
-        ...
-
-    def check(self) -> None:
-        """Prove the store is reachable and writable; raise ``StorageError`` saying why not."""
-        ...
-
-    def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None, lock: bool = False) -> ObjectInfo:
-        """Write ``data`` at ``key`` (replacing any object there); return once durable.
-
-        ``lock``: a data part; an S3 store configured for Object Lock writes it under retention.
-        """
-        ...
-
-    def put_if_absent(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None) -> ObjectInfo:
-        """Create ``key`` only if no object is there; raise ``PreconditionFailed`` otherwise."""
-        ...
-
-    def put_if_match(self, key: str, data: bytes, etag: str, *, metadata: dict[str, str] | None = None) -> ObjectInfo:
-        """Replace ``key`` only if its current etag is ``etag``; raise ``PreconditionFailed`` otherwise."""
-        ...
-
-    def get(self, key: str) -> bytes:
-        """Read a whole object; raise ``KeyError`` if absent."""
-        ...
-
-    def open(self, key: str) -> BinaryIO:
-        """Open an object for streaming reads; raise ``KeyError`` if absent."""
-        ...
-
-    def head(self, key: str) -> ObjectInfo | None:
-        """Describe an object (with its metadata), or ``None`` if absent."""
-        ...
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Yield every object whose key starts with ``prefix``, in key order (no metadata).
-
-        The etag may be empty in a listing (``LocalStore`` does not hash every file it lists):
-        use ``head`` when the etag matters.
-        """
-        ...
-
-    def delete(self, key: str) -> None:
-        """Remove an object; absent is not an error."""
-        ...
-
-
-# --------------------------------------------------------------------------------------------
-# Rules shared by both stores: keys, prefixes, metadata, etags, URLs
-
-
-def _check_key(key: str) -> str:
-    """Return ``key`` if it is a safe relative object key; raise ``ValueError`` otherwise."""
-    if not key or key.startswith("/") or key.endswith("/") or "\x00" in key:
-        raise ValueError(f"invalid object key {key!r}: expected a relative path like 'a/b.csv'")
-    for segment in key.split("/"):
-        if not segment or segment in (".", ".."):
-            raise ValueError(f"invalid object key {key!r}: empty, '.' or '..' segment")
-        if segment.startswith("."):
-            raise ValueError(f"invalid object key {key!r}: segments starting with '.' are reserved")
-    return key
-
-
-def _check_prefix(prefix: str) -> str:
-    """Return ``prefix`` if it can only select keys inside the store; raise ``ValueError`` otherwise."""
-    if prefix.startswith("/") or "\x00" in prefix:
-        raise ValueError(f"invalid listing prefix {prefix!r}: expected a relative path like 'a/'")
-    # The last segment may be partial ("svc/outgoing/year=20") or empty (trailing slash).
-    *directories, _partial = prefix.split("/")
-    for segment in directories:
-        if not segment or segment.startswith("."):
-            raise ValueError(f"invalid listing prefix {prefix!r}: empty segment or one starting with '.'")
-    return prefix
-
-
-# No underscore: common proxies (nginx) drop header names containing one.
-_METADATA_KEY = re.compile(r"[a-z0-9][a-z0-9.-]*")
-# Non-empty, printable, no surrounding spaces: servers trim or reject anything else in headers.
-_METADATA_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
-
-
-def _normalize_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    """Lowercase metadata keys and check that keys and values survive a trip through HTTP headers."""
-    normalized: dict[str, str] = {}
-    for name, value in (metadata or {}).items():
-        lowered = name.lower()
-        if not _METADATA_KEY.fullmatch(lowered):
-            raise ValueError(f"invalid metadata key {name!r}: use letters, digits, '.' or '-'")
-        if not isinstance(value, str) or not _METADATA_VALUE.fullmatch(value):
-            raise ValueError(
-                f"invalid value for metadata key {name!r}: non-empty printable ASCII without leading or"
-                " trailing spaces only (S3 sends metadata as HTTP headers, which would alter anything else)"
-            )
-        normalized[lowered] = value
-    return normalized
-
-
-def _bare_etag(etag: str) -> str:
-    # S3 answers '"abc"'; callers may hand back either form.
-    return etag.strip().strip('"')
-
-
-def _redact_url(url: str) -> str:
-    """Drop any user:password@ part of a URL so it can go into a message."""
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
-
-
-def _url_error(url: str) -> ConfigError:
-    return ConfigError(
-        f"SMS_ARCHIVER_STORAGE__URL: {_redact_url(url)!r} is not a storage URL;"
-        " expected s3://bucket[/prefix] or file:///path"
-    )
-
-
-def _parse_s3_url(url: str) -> tuple[str, str]:
-    """Split ``s3://bucket/some/prefix`` into the bucket and the prefix (no surrounding slashes)."""
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme.lower() != "s3" or not parts.netloc or "@" in parts.netloc or ":" in parts.netloc:
-        raise _url_error(url)
-    if parts.query or parts.fragment:
-        raise _url_error(url)
-    prefix = urllib.parse.unquote(parts.path).strip("/")
-    if prefix:
-        try:
-            _check_key(prefix)
-        except ValueError as exc:
-            raise _url_error(url) from exc
-    return parts.netloc, prefix
-
-
-def _parse_file_url(url: str) -> Path:
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
-        raise _url_error(url)
-    path = urllib.parse.unquote(parts.path)
-    if not path.startswith("/") or parts.query or parts.fragment:
-        raise _url_error(url)
-    return Path(path)
-
-
-def open_store(settings: StorageSettings) -> S3Store | LocalStore:
-    """Build the store ``settings.url`` names; raise ``ConfigError`` for any other URL."""
-    scheme = urllib.parse.urlsplit(settings.url.strip()).scheme.lower()
-    if scheme == "s3":
-        return S3Store(settings)
-    if scheme == "file":
-        return LocalStore(_parse_file_url(settings.url))
-    raise _url_error(settings.url)
-
-
-# --------------------------------------------------------------------------------------------
-# S3
 
 
 # Error codes that mean "someone else changed the object first" for a conditional write.
@@ -350,7 +152,7 @@ class S3Store:
     An emulated conditional write is a head, a comparison, a put carrying a random nonce in its
     metadata, a short settle, and a read-back that must still find that nonce: a rival whose put
     landed after ours makes ours fail. Two rivals can still both pass when one stalls longer than
-    the settle between its head and its put; the lease's fencing token (``archiver.state``)
+    the settle between its head and its put; the lease's fencing token (``archiver.store.state``)
     catches that at the next state write.
     """
 
@@ -363,12 +165,12 @@ class S3Store:
 
     def __init__(self, settings: StorageSettings, *, session: boto3.session.Session | None = None) -> None:
         """Build the client from ``settings``; ``session`` lets callers share one (loading it is slow)."""
-        self.bucket, self.prefix = _parse_s3_url(settings.url)
+        self.bucket, self.prefix = parse_s3_url(settings.url)
         self._endpoint_url = settings.endpoint_url or None
         if self._endpoint_url and "@" in urllib.parse.urlsplit(self._endpoint_url).netloc:
             # botocore would repeat such a URL in its error messages; S3 never uses it anyway.
             raise ConfigError(
-                f"SMS_ARCHIVER_STORAGE__ENDPOINT_URL: {_redact_url(self._endpoint_url)!r} holds credentials;"
+                f"SMS_ARCHIVER_STORAGE__ENDPOINT_URL: {redact_url(self._endpoint_url)!r} holds credentials;"
                 " put them in SMS_ARCHIVER_STORAGE__ACCESS_KEY_ID and SMS_ARCHIVER_STORAGE__SECRET_ACCESS_KEY"
             )
         self._region = settings.region or None
@@ -413,7 +215,7 @@ class S3Store:
             )
         except ValueError as exc:  # botocore's answer to a malformed endpoint URL
             raise ConfigError(
-                f"SMS_ARCHIVER_STORAGE__ENDPOINT_URL: {_redact_url(self._endpoint_url or '')!r}"
+                f"SMS_ARCHIVER_STORAGE__ENDPOINT_URL: {redact_url(self._endpoint_url or '')!r}"
                 " is not a valid endpoint URL"
             ) from exc
         except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
@@ -422,7 +224,7 @@ class S3Store:
     def describe(self) -> str:
         url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         if self._endpoint_url:
-            return f"{url} at {_redact_url(self._endpoint_url)}"
+            return f"{url} at {redact_url(self._endpoint_url)}"
         return f"{url} on AWS" + (f" ({self._region})" if self._region else "")
 
     def __repr__(self) -> str:
@@ -518,16 +320,16 @@ class S3Store:
         self._warn_emulated(reason)
 
     def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None, lock: bool = False) -> ObjectInfo:
-        return self._put_object("put", _check_key(key), data, _normalize_metadata(metadata), lock=lock)
+        return self._put_object("put", check_key(key), data, normalize_metadata(metadata), lock=lock)
 
     def put_if_absent(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None) -> ObjectInfo:
         return self._conditional_put(
-            "put_if_absent", _check_key(key), data, _normalize_metadata(metadata), if_none_match=True
+            "put_if_absent", check_key(key), data, normalize_metadata(metadata), if_none_match=True
         )
 
     def put_if_match(self, key: str, data: bytes, etag: str, *, metadata: dict[str, str] | None = None) -> ObjectInfo:
         return self._conditional_put(
-            "put_if_match", _check_key(key), data, _normalize_metadata(metadata), if_match=_bare_etag(etag)
+            "put_if_match", check_key(key), data, normalize_metadata(metadata), if_match=bare_etag(etag)
         )
 
     def _put_object(
@@ -587,7 +389,7 @@ class S3Store:
             key=key,
             size=len(data),
             last_modified=written.astimezone(dt.UTC),
-            etag=_bare_etag(response.get("ETag", "")),
+            etag=bare_etag(response.get("ETag", "")),
             metadata=dict(metadata),
         )
 
@@ -660,7 +462,7 @@ class S3Store:
             return stream.read()
 
     def open(self, key: str) -> BinaryIO:
-        key = _check_key(key)
+        key = check_key(key)
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=self._full_key(key))
         except ClientError as exc:
@@ -676,7 +478,7 @@ class S3Store:
         return io.BufferedReader(_S3Reader(response["Body"], fail), buffer_size=256 * 1024)
 
     def head(self, key: str) -> ObjectInfo | None:
-        return self._head("head", _check_key(key))
+        return self._head("head", check_key(key))
 
     def _head(self, operation: str, key: str) -> ObjectInfo | None:
         try:
@@ -692,12 +494,12 @@ class S3Store:
             key=key,
             size=response.get("ContentLength", 0),
             last_modified=response["LastModified"].astimezone(dt.UTC),
-            etag=_bare_etag(response.get("ETag", "")),
+            etag=bare_etag(response.get("ETag", "")),
             metadata=dict(response.get("Metadata", {})),
         )
 
     def delete(self, key: str) -> None:
-        self._delete("delete", _check_key(key))
+        self._delete("delete", check_key(key))
 
     def _delete(self, operation: str, key: str) -> None:
         try:
@@ -711,7 +513,7 @@ class S3Store:
             raise self._error(operation, key, exc) from exc
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        prefix = _check_prefix(prefix)
+        prefix = check_prefix(prefix)
         full_prefix = self._full_key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
         paginator = self._client.get_paginator("list_objects_v2")
         pages = paginator.paginate(
@@ -725,305 +527,9 @@ class S3Store:
                         key=self._relative_key(entry["Key"]),
                         size=entry.get("Size", 0),
                         last_modified=entry["LastModified"].astimezone(dt.UTC),
-                        etag=_bare_etag(entry.get("ETag", "")),
+                        etag=bare_etag(entry.get("ETag", "")),
                     )
         except ClientError as exc:
             raise self._error("list", prefix, exc) from exc
         except BotoCoreError as exc:
             raise self._error("list", prefix, exc) from exc
-
-
-# --------------------------------------------------------------------------------------------
-# Local directory
-
-
-def _md5_of_stream(stream: BinaryIO) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    for chunk in iter(lambda: stream.read(1024 * 1024), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make renames and unlinks in ``directory`` durable (a file's own fsync does not cover them)."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_temp(directory: Path, data: bytes) -> Path:
-    """Write ``data`` durably to a new hidden temporary file in ``directory``; return its path.
-
-    Same directory as the target, so the final ``os.replace``/``os.link`` is a rename within
-    one filesystem. Temporary files are created mode 0600: the archive holds private messages.
-    """
-    fd, name = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
-        raise
-    return Path(name)
-
-
-def _mtime(result: os.stat_result) -> dt.datetime:
-    return dt.datetime.fromtimestamp(result.st_mtime, tz=dt.UTC)
-
-
-class LocalStore:
-    """A directory on this host: atomic, durable writes; metadata in hidden sidecar files.
-
-    An object ``a/b.csv`` lives at ``<directory>/a/b.csv``; its metadata, if any, in
-    ``<directory>/a/.b.csv.meta.json`` together with the etag of the content it belongs to, so
-    a sidecar left behind by an interrupted write is recognised and ignored.
-    ``put_if_absent`` is atomic (a hard link fails if the target exists). ``put_if_match``
-    holds an ``flock`` on ``.b.csv.lock`` for its read-compare-replace: that excludes writers on
-    this host, which is all a local directory is meant to serve (not NFS shared between hosts).
-    Unlike S3, a key cannot be both an object and a "directory" of others (``a/b`` and ``a/b/c``):
-    the second write raises ``StorageError``.
-    """
-
-    conditional_writes_supported = True
-    emulation_reason = ""  # as on S3Store: conditional writes here are real (a link, a file lock)
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory).absolute()
-
-    def describe(self) -> str:
-        return self.directory.as_uri()
-
-    def __repr__(self) -> str:
-        return f"LocalStore({str(self.directory)!r})"
-
-    def _path(self, key: str) -> Path:
-        return self.directory.joinpath(*_check_key(key).split("/"))
-
-    @staticmethod
-    def _sidecar(path: Path) -> Path:
-        return path.with_name(f".{path.name}.meta.json")
-
-    def _error(self, operation: str, key: str, path: Path, exc: OSError) -> StorageError:
-        reason = exc.strerror or str(exc)
-        code = errno.errorcode.get(exc.errno or 0, "")
-        return StorageError(
-            f"{operation} {key!r} in {self.describe()} failed at {exc.filename or path}: {reason}"
-            + (f" ({code})" if code else "")
-        )
-
-    def _ensure_directory(self, directory: Path) -> None:
-        """Create ``directory`` and its missing parents, making each new entry durable."""
-        missing: list[Path] = []
-        current = directory
-        while not current.is_dir():
-            missing.append(current)
-            if current.parent == current:
-                break
-            current = current.parent
-        for path in reversed(missing):
-            try:
-                path.mkdir()
-            except FileExistsError:
-                if not path.is_dir():
-                    raise
-                continue  # another writer created it meanwhile
-            _fsync_directory(path.parent)
-
-    def check(self) -> None:
-        """Prove the directory can be created and written: write, fsync and remove a probe file."""
-        try:
-            self._ensure_directory(self.directory)
-            _write_temp(self.directory, b"probe\n").unlink()
-        except OSError as exc:
-            raise StorageError(
-                f"check of {self.describe()} failed at {exc.filename or self.directory}:"
-                f" {exc.strerror or exc}; the directory must be creatable and writable by this user"
-            ) from exc
-
-    def _replace(self, key: str, path: Path, data: bytes, metadata: dict[str, str]) -> ObjectInfo:
-        """Write ``data`` and its metadata at ``path``, replacing what is there (OSError escapes)."""
-        self._ensure_directory(path.parent)
-        temporary = _write_temp(path.parent, data)
-        try:
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        # Object first, then sidecar: a crash in between leaves the previous sidecar, whose etag
-        # no longer matches, rather than the new metadata on the old object.
-        self._write_sidecar(path, etag, metadata)
-        _fsync_directory(path.parent)
-        return ObjectInfo(key, len(data), _mtime(path.stat()), etag, dict(metadata))
-
-    def _write_sidecar(self, path: Path, etag: str, metadata: dict[str, str]) -> None:
-        sidecar = self._sidecar(path)
-        if not metadata:
-            sidecar.unlink(missing_ok=True)
-            return
-        document = json.dumps({"etag": etag, "metadata": metadata}, sort_keys=True).encode()
-        temporary = _write_temp(path.parent, document)
-        try:
-            os.replace(temporary, sidecar)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-
-    def put(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None, lock: bool = False) -> ObjectInfo:
-        # ``lock`` has no meaning for a directory (settings refuse Object Lock without s3://).
-        path = self._path(key)
-        normalized = _normalize_metadata(metadata)
-        try:
-            return self._replace(key, path, data, normalized)
-        except OSError as exc:
-            raise self._error("put", key, path, exc) from exc
-
-    def put_if_absent(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None) -> ObjectInfo:
-        path = self._path(key)
-        normalized = _normalize_metadata(metadata)
-        try:
-            self._ensure_directory(path.parent)
-            temporary = _write_temp(path.parent, data)
-            try:
-                # link() refuses an existing target, atomically: exactly one concurrent writer wins.
-                os.link(temporary, path)
-            except FileExistsError:
-                raise PreconditionFailed(
-                    f"put_if_absent {key!r} in {self.describe()}: an object already exists at {path}"
-                ) from None
-            finally:
-                temporary.unlink(missing_ok=True)
-            etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
-            self._write_sidecar(path, etag, normalized)
-            _fsync_directory(path.parent)
-            written = _mtime(path.stat())
-        except OSError as exc:
-            raise self._error("put_if_absent", key, path, exc) from exc
-        return ObjectInfo(key, len(data), written, etag, normalized)
-
-    def put_if_match(self, key: str, data: bytes, etag: str, *, metadata: dict[str, str] | None = None) -> ObjectInfo:
-        path = self._path(key)
-        normalized = _normalize_metadata(metadata)
-        expected = _bare_etag(etag)
-        try:
-            if not path.is_file():
-                # Checked before locking so a failed attempt leaves no lock file behind.
-                raise PreconditionFailed(f"put_if_match {key!r} in {self.describe()}: the object does not exist")
-            with self._locked(path):
-                try:
-                    with path.open("rb") as stream:
-                        current = _md5_of_stream(stream)
-                except FileNotFoundError:
-                    current = None
-                if current != expected:
-                    raise PreconditionFailed(f"put_if_match {key!r} in {self.describe()}: the object changed")
-                return self._replace(key, path, data, normalized)
-        except OSError as exc:
-            raise self._error("put_if_match", key, path, exc) from exc
-
-    @contextlib.contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
-        # The lock file is never removed: unlinking it could let two writers lock different inodes.
-        fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the flock
-
-    def get(self, key: str) -> bytes:
-        with self.open(key) as stream:
-            return stream.read()
-
-    def open(self, key: str) -> BinaryIO:
-        path = self._path(key)
-        try:
-            return path.open("rb")
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-            raise KeyError(key) from exc
-        except OSError as exc:
-            raise self._error("get", key, path, exc) from exc
-
-    def head(self, key: str) -> ObjectInfo | None:
-        path = self._path(key)
-        try:
-            try:
-                stream = path.open("rb")
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                return None
-            # One descriptor for size, time and hash, so they describe the same content.
-            with stream:
-                result = os.fstat(stream.fileno())
-                if not stat.S_ISREG(result.st_mode):
-                    return None
-                etag = _md5_of_stream(stream)
-            metadata = self._read_sidecar(path, etag)
-        except OSError as exc:
-            raise self._error("head", key, path, exc) from exc
-        return ObjectInfo(key, result.st_size, _mtime(result), etag, metadata)
-
-    def _read_sidecar(self, path: Path, etag: str) -> dict[str, str]:
-        sidecar = self._sidecar(path)
-        try:
-            document = json.loads(sidecar.read_bytes())
-        except FileNotFoundError:
-            return {}
-        except ValueError as exc:
-            raise StorageError(f"metadata file {sidecar} is not valid JSON: {exc}") from exc
-        if not isinstance(document, dict) or document.get("etag") != etag:
-            return {}  # left by an interrupted write: it belongs to other content
-        metadata = document.get("metadata")
-        return {str(name): str(value) for name, value in metadata.items()} if isinstance(metadata, dict) else {}
-
-    def delete(self, key: str) -> None:
-        path = self._path(key)
-        try:
-            for victim in (path, self._sidecar(path)):
-                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    victim.unlink()
-            if path.parent.is_dir():
-                _fsync_directory(path.parent)
-        except OSError as exc:
-            raise self._error("delete", key, path, exc) from exc
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        prefix = _check_prefix(prefix)
-        directory_segments = prefix.split("/")[:-1]
-        start = self.directory.joinpath(*directory_segments)
-        yield from self._walk(start, "/".join(directory_segments), prefix)
-
-    def _walk(self, directory: Path, directory_key: str, prefix: str) -> Iterator[ObjectInfo]:
-        try:
-            with os.scandir(directory) as scan:
-                entries = [entry for entry in scan if not entry.name.startswith(".")]
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        except OSError as exc:
-            raise self._error("list", prefix, directory, exc) from exc
-        # Sorting directories as "name/" yields whole keys in code point order, the order S3 uses:
-        # every key below "a/" sorts exactly where "a/" does among its siblings.
-        named = []
-        for entry in entries:
-            key = f"{directory_key}/{entry.name}" if directory_key else entry.name
-            is_directory = entry.is_dir(follow_symlinks=False)
-            named.append((key + "/" if is_directory else key, key, is_directory, entry))
-        named.sort(key=lambda item: item[0])
-        for sort_key, key, is_directory, entry in named:
-            if is_directory:
-                if sort_key.startswith(prefix) or prefix.startswith(sort_key):
-                    yield from self._walk(Path(entry.path), key, prefix)
-                continue
-            if not key.startswith(prefix) or not entry.is_file(follow_symlinks=False):
-                continue
-            try:
-                result = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # deleted while we were listing
-            except OSError as exc:
-                raise self._error("list", key, Path(entry.path), exc) from exc
-            yield ObjectInfo(key, result.st_size, _mtime(result))

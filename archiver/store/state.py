@@ -35,10 +35,10 @@ from typing import Any
 
 import structlog
 
-from archiver.config import DIRECTIONS, Direction
 from archiver.errors import LeaseHeldError, PreconditionFailed, StorageError
-from archiver.layout import lease_key, state_key
+from archiver.naming import DIRECTIONS, Direction
 from archiver.store import Store
+from archiver.store.layout import lease_key, state_key
 
 __all__ = [
     "CursorState",
