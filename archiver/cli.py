@@ -21,8 +21,11 @@ from typing import Any, BinaryIO
 
 import structlog
 
-from archiver.archive import DirectionReport, archive_cycle, backfill, every_service_held
-from archiver.compact import compact_archive
+from archiver.actions.archive import DirectionReport, every_service_held, run_archive, run_backfill
+from archiver.actions.compact import run_compact
+from archiver.actions.retention import RetentionReport, run_retention
+from archiver.actions.retrieve import OutputFormat, month_range, parse_month, run_retrieve
+from archiver.actions.verify import run_verify
 from archiver.config import Settings, load_settings
 from archiver.errors import ArchiverError, ConfigError, LeaseHeldError
 from archiver.logs import configure_logging, new_run_id
@@ -30,13 +33,10 @@ from archiver.naming import DIRECTIONS, Direction, check_service_name
 from archiver.ping import Pinger
 from archiver.reader import archived_services, iter_records, summarize_months
 from archiver.records import COLUMNS
-from archiver.retention import RetentionReport, run_retention
-from archiver.retrieve import OutputFormat, month_range, parse_month, retrieve
 from archiver.source import CLOCK_TOLERANCE_SECONDS, OvhSource
 from archiver.store import LocalStore, Store, open_store
 from archiver.store.state import load_state, read_lease, reset_state
 from archiver.tables import add_columns, table_console
-from archiver.verify import verify_archive
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -187,7 +187,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
     pinger.start()
     try:
         with _source(settings) as source:
-            reports = archive_cycle(settings, source, store, progress=_progress(args))
+            reports = run_archive(settings, source, store, progress=_progress(args))
         if (held := every_service_held(reports)) is not None:
             raise LeaseHeldError(held)
     except ArchiverError as error:
@@ -214,7 +214,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     until = dt.datetime.combine(args.to + dt.timedelta(days=1), dt.time(0), tzinfo=zone) - dt.timedelta(seconds=1)
     store = open_store(settings.storage)
     with _source(settings) as source:
-        reports = backfill(settings, source, store, since=since, until=until, progress=_progress(args))
+        reports = run_backfill(settings, source, store, since=since, until=until, progress=_progress(args))
     _print_reports(reports, f"backfill {args.since} .. {args.to}")
     return 0
 
@@ -454,7 +454,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         neutralize_formulas=args.neutralize_formulas,
         filters=filters,
     )
-    count = _write_output(args, lambda output: retrieve(store, service, args.direction, months, output, fmt))
+    count = _write_output(args, lambda output: run_retrieve(store, service, args.direction, months, output, fmt))
     _note_retrieved(args, service, count)
     return 0
 
@@ -532,9 +532,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = _reading_store(settings)
     services = _services_in(settings, store, args.service)
-    checks = [
-        check for service in services for check in verify_archive(settings, store, service=service, months=months)
-    ]
+    checks = [check for service in services for check in run_verify(settings, store, service=service, months=months)]
     problems = [problem for check in checks for problem in check.problems]
     if args.json:
         document = [
@@ -573,7 +571,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_compact(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = open_store(settings.storage)
-    report = compact_archive(settings, store)
+    report = run_compact(settings, store)
     log.info("compaction_done", **asdict(report) | {"days": len(report.days)})
     if sys.stdout.isatty():
         print(f"{report.days_compacted} day(s) compacted: {report.parts_merged} parts merged, {report.rows} rows")
@@ -648,7 +646,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from archiver.status import show_status
+    from archiver.actions.status import show_status
 
     settings = _settings(args)
     return show_status(settings, _reading_store(settings), as_json=args.json)

@@ -57,21 +57,21 @@ from typing import Any
 import structlog
 
 from archiver import __version__
-from archiver.archive import DirectionReport, archive_cycle
-from archiver.compact import compact_archive
+from archiver.actions.archive import DirectionReport, run_archive
+from archiver.actions.compact import run_compact
+from archiver.actions.retention import run_retention
+from archiver.actions.verify import run_verify
 from archiver.config import Settings
 from archiver.errors import ArchiverError, ConfigError, CycleInterrupted, IntegrityError, StorageError
 from archiver.logs import new_run_id
 from archiver.metrics import Metrics, MetricsServer, start_metrics_server
 from archiver.notify import Notifier, start_heartbeat
 from archiver.ping import Pinger
-from archiver.retention import run_retention
 from archiver.schedule import parse_schedule
 from archiver.source import OvhSource
 from archiver.store import Store, open_store
 from archiver.store.layout import daemon_status_key
 from archiver.store.state import load_state
-from archiver.verify import verify_archive
 
 __all__ = ["Daemon", "run_daemon"]
 
@@ -492,7 +492,7 @@ class Daemon:
         self.pinger.start()
         clock = time.monotonic()
         try:
-            reports = archive_cycle(self.settings, self.source, self.store, stop=self.stop_event)
+            reports = run_archive(self.settings, self.source, self.store, stop=self.stop_event)
         except CycleInterrupted:
             raise  # a stop, not a failure: the next start resumes the cycle
         except Exception as error:
@@ -559,13 +559,13 @@ class Daemon:
 
     def _compact(self) -> str:
         assert self.store is not None
-        report = compact_archive(self.settings, self.store)
+        report = run_compact(self.settings, self.store)
         counts = {key: value for key, value in asdict(report).items() if isinstance(value, int)}
         return ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in counts.items()) or "done"
 
     def _verify(self) -> str:
         assert self.store is not None
-        checks = verify_archive(self.settings, self.store)
+        checks = run_verify(self.settings, self.store)
         problems = [(check, problem) for check in checks for problem in check.problems]
         for check, problem in problems[:50]:
             log.error(
@@ -602,7 +602,7 @@ class Daemon:
             return {}
         return {job.id: _iso(job.next_run_time) for job in scheduler.get_jobs()}
 
-    def status_document(self) -> dict[str, Any]:
+    def run_status(self) -> dict[str, Any]:
         """What ``sms-archiver status`` shows of this daemon."""
         next_runs = self._next_runs()
         with self._lock:
@@ -629,7 +629,7 @@ class Daemon:
             return
         try:
             with self._publish_lock:
-                document = self.status_document()
+                document = self.run_status()
                 data = json.dumps(document, indent=2, sort_keys=True).encode()
                 self.store.put(daemon_status_key(self.host), data)
         except ArchiverError as error:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from archiver.archive import Progress, archive_cycle
+from archiver.actions.archive import Progress, run_archive
 from archiver.config import ArchiveSettings, LeaseSettings, LogSettings, OvhSettings, Settings, load_settings
 from archiver.emulator import DEMO_CREDENTIALS, EmulatorServer, generate_sample_data
 from archiver.errors import ConfigError
@@ -70,8 +70,8 @@ def run_demo(*, storage_url: str | None, outgoing: int, incoming: int, progress:
         print(f"archiving into {store.describe()}" + (" (which holds an earlier demo's archive)" if earlier else ""))
         print()
         with OvhSource(settings.ovh) as source:
-            first = archive_cycle(settings, source, store, progress=progress)
-            second = archive_cycle(settings, source, store, progress=progress)
+            first = run_archive(settings, source, store, progress=progress)
+            second = run_archive(settings, source, store, progress=progress)
     labels = ("this cycle  ", "next cycle  ") if earlier else ("first cycle ", "second cycle")
     for label, reports in zip(labels, (first, second), strict=True):
         rows = sum(report.rows_written for report in reports)

@@ -54,7 +54,7 @@ _CYCLE_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, float("inf"
 
 
 class CycleReport(Protocol):
-    """What the metrics read from an archive cycle's reports (``archiver.archive.DirectionReport``)."""
+    """What the metrics read from an archive cycle's reports (``archiver.actions.archive.DirectionReport``)."""
 
     @property
     def service(self) -> str: ...

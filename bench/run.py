@@ -627,7 +627,7 @@ def build_month(store_dir: Path, rows: int, year: int, month: int, *, interleave
     day ends up with ``chunks`` parts, as a month archived cycle after cycle has. The bench's own
     memory holds one pass at a time.
     """
-    from archiver.archive import write_parts
+    from archiver.actions.archive import write_parts
     from archiver.config import ArchiveSettings
     from archiver.config import Settings as ArchiverSettings
     from archiver.emulator.data import generate_sample_data

@@ -20,16 +20,16 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from archiver.archive import put_part
-from archiver.compact import compact_archive
+from archiver.actions.archive import put_part
+from archiver.actions.compact import run_compact
+from archiver.actions.retrieve import OutputFormat, run_retrieve
+from archiver.actions.verify import verify_month
 from archiver.config import ArchiveSettings, OvhSettings, Settings
 from archiver.csvfile import encode_rows
 from archiver.manifest import PartEntry, record_parts
 from archiver.reader import iter_records, list_parts, resolved_copies, summarize_months
 from archiver.records import COLUMNS, Record, format_instant
-from archiver.retrieve import OutputFormat, retrieve
 from archiver.store import LocalStore
-from archiver.verify import verify_month
 
 SERVICE = "sms-reader-1"
 # Instants around two month ends (UTC is the archive zone here): a moved version may change day or month.
@@ -92,7 +92,7 @@ def months_of(store: LocalStore) -> list[tuple[int, int]]:
 
 def retrieved(store: LocalStore, year: int, month: int) -> list[list[str]]:
     output = io.BytesIO()
-    retrieve(store, SERVICE, "incoming", [(year, month)], output, OutputFormat())
+    run_retrieve(store, SERVICE, "incoming", [(year, month)], output, OutputFormat())
     return list(csv.reader(io.StringIO(output.getvalue().decode(), newline=""), delimiter=";"))[1:]
 
 
@@ -142,7 +142,7 @@ def test_every_reader_gives_each_id_once_newest_in_its_own_month(writes: list[di
         stored_rows = sum(len(versions) for versions in writes)
         assert sum(summary.rows for summary in summarize_months(store, SERVICE, "incoming")) == stored_rows
         # Compaction keeps every winner, resurrects no loser, and the archive resolves the same.
-        compact_archive(ARCHIVE_SETTINGS, store, now=dt.datetime(2025, 6, 1, tzinfo=dt.UTC))
+        run_compact(ARCHIVE_SETTINGS, store, now=dt.datetime(2025, 6, 1, tzinfo=dt.UTC))
         assert_one_row_per_id(store, newest)
         days = [stored.part.day for stored in list_parts(store, SERVICE, "incoming")]
         assert len(days) == len(set(days)), "a settled day still has several parts"

@@ -3,7 +3,7 @@
 Part 1 (property-based, hypothesis): records with generated text (any Unicode scalar value, NUL,
 lone ``\\r``, ``\\r\\n``, U+2028, a leading BOM, RTL marks, combining characters, ZWJ emoji, quotes,
 delimiters, formula starts, kilobytes of it) go through the real pipeline: the OVH emulator over
-HTTP, ``archive_cycle`` into a fresh directory, ``retrieve`` back out; every field must come back
+HTTP, ``run_archive`` into a fresh directory, ``retrieve`` back out; every field must come back
 equal, and its CSV encoding must be in the output bytes as is. A record the API sends with a lone
 surrogate is reported as malformed and skipped, never half-written.
 
@@ -36,17 +36,17 @@ import structlog
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from archiver.archive import archive_cycle
+from archiver.actions.archive import run_archive
+from archiver.actions.retrieve import OutputFormat, month_range, run_retrieve
+from archiver.actions.verify import run_verify
 from archiver.cli import main
 from archiver.config import ArchiveSettings, Settings, load_settings
 from archiver.emulator import EmulatorServer
 from archiver.reader import archived_months, iter_records, list_parts
 from archiver.records import COLUMNS
-from archiver.retrieve import OutputFormat, month_range, retrieve
 from archiver.source import OvhSource
 from archiver.store import LocalStore
 from archiver.store.state import load_state
-from archiver.verify import verify_archive
 from tests.integration.helpers import (
     CREDENTIALS,
     SERVICE,
@@ -274,7 +274,7 @@ def retrieve_bytes(
     store: LocalStore, service: str, direction: str, months: list[tuple[int, int]], fmt: OutputFormat
 ) -> bytes:
     output = io.BytesIO()
-    retrieve(store, service, direction, months, output, fmt)  # type: ignore[arg-type]
+    run_retrieve(store, service, direction, months, output, fmt)  # type: ignore[arg-type]
     data = output.getvalue()
     return gzip.decompress(data) if fmt.gzip else data
 
@@ -349,13 +349,11 @@ def test_any_text_round_trips_through_archive_and_retrieve(roundtrip: RoundTrip,
         for batch in batches:
             for direction, record in batch:
                 (emulator.add_outgoing if direction == "outgoing" else emulator.add_incoming)(service, record)
-            reports = archive_cycle(settings_, roundtrip.source, store)
+            reports = run_archive(settings_, roundtrip.source, store)
             assert sum(report.malformed for report in reports) == 0
         months = months_of([sms.age_seconds for sms in case.outgoing + case.incoming], now)
         # What verify re-reads (checksums, row counts, strict CSV) holds.
-        problems = [
-            problem for check in verify_archive(settings_, store, service=service) for problem in check.problems
-        ]
+        problems = [problem for check in run_verify(settings_, store, service=service) for problem in check.problems]
         assert not problems
 
         for direction, rows in expected.items():
@@ -415,7 +413,7 @@ def _check_surrogate_skipped(
         source = OvhSource(settings_.ovh)  # its own: max_retries differs from the module's
         try:
             with structlog.testing.capture_logs() as logs:
-                reports = archive_cycle(settings_, source, store)
+                reports = run_archive(settings_, source, store)
         finally:
             source.close()
         assert sum(report.malformed for report in reports) == 1

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.archive import archive_cycle
+from archiver.actions.archive import run_archive
 from archiver.config import load_settings
 from archiver.naming import DIRECTIONS
 from archiver.reader import archived_months, iter_records
@@ -200,7 +200,7 @@ def test_clock_skew_appearing_mid_run(
     with OvhSource(settings.ovh) as source:
         source.list_services()  # python-ovh measures the clock difference now, once
         emulator.faults.clock_skew_seconds = 900  # then OVH's clock (or ours) jumps by 15 minutes
-        archive_cycle(settings, source, store)
+        run_archive(settings, source, store)
     assert emulator.stats.status_count(400) >= 1, "no timestamp was refused: the skew was not exercised"
     tally["trials"] += 1
     tally["faults injected"] += 1

@@ -114,7 +114,7 @@ def test_incremental_cycles_pick_up_new_records_and_late_statuses(emulator, tmp_
 def test_failed_cycle_then_retry_neither_loses_nor_doubles(
     emulator, s3_bucket: S3Target, monkeypatch: pytest.MonkeyPatch, fail_on: str, after: int
 ) -> None:
-    from archiver.archive import archive_cycle
+    from archiver.actions.archive import run_archive
     from archiver.source import OvhSource
 
     for key, value in cli_env(emulator, s3_bucket.env, SMS_ARCHIVER_ARCHIVE__CHUNK_SIZE="40").items():
@@ -123,10 +123,10 @@ def test_failed_cycle_then_retry_neither_loses_nor_doubles(
     store = store_from_env(s3_bucket.env)
     with OvhSource(settings.ovh) as source:
         with pytest.raises(StorageError):
-            archive_cycle(settings, source, FailingStore(store, method="put", match=fail_on, after=after))  # type: ignore[arg-type]
+            run_archive(settings, source, FailingStore(store, method="put", match=fail_on, after=after))  # type: ignore[arg-type]
         # the cursor did not move past data that was not durable
         assert load_state(store, SERVICE, "outgoing").cursor is None
-        archive_cycle(settings, source, store)
+        run_archive(settings, source, store)
     assert archive_contents(store) == api_truth(emulator)
     # Content-named parts: the retry rewrote the same keys, so no row is stored twice.
     assert raw_row_count(store) == sum(len(rows) for rows in api_truth(emulator).values())
@@ -135,7 +135,7 @@ def test_failed_cycle_then_retry_neither_loses_nor_doubles(
 def test_interrupted_cycle_resumes_without_refetching(
     emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from archiver.archive import archive_cycle
+    from archiver.actions.archive import run_archive
     from archiver.source import OvhSource
 
     storage = local_storage_env(tmp_path / "archive")
@@ -146,12 +146,12 @@ def test_interrupted_cycle_resumes_without_refetching(
     with OvhSource(settings.ovh) as source:
         # the third checkpoint fails: two chunks of outgoing are durable and recorded
         with pytest.raises(StorageError):
-            archive_cycle(settings, source, FailingStore(store, method="put", match="_state/", after=2))  # type: ignore[arg-type]
+            run_archive(settings, source, FailingStore(store, method="put", match="_state/", after=2))  # type: ignore[arg-type]
         state = load_state(store, SERVICE, "outgoing")
         assert state.cursor is None and state.partial_until is not None
         done = len(state.partial_done)
         assert done == 40
-        reports = archive_cycle(settings, source, store)
+        reports = run_archive(settings, source, store)
     assert archive_contents(store) == api_truth(emulator)
     # what was durable before the interruption is not fetched again
     outgoing_report = next(report for report in reports if report.direction == "outgoing")

@@ -17,12 +17,12 @@ from typing import Any, cast
 import pytest
 from structlog.testing import capture_logs
 
-from archiver.archive import archive_cycle, archive_direction
+from archiver.actions.archive import archive_direction, run_archive
+from archiver.actions.retention import run_retention
 from archiver.config import Settings, load_settings
 from archiver.emulator import EmulatorServer, Faults, generate_sample_data
 from archiver.errors import CycleInterrupted, LeaseHeldError
 from archiver.records import parse_instant
-from archiver.retention import run_retention
 from archiver.source import OvhSource
 from archiver.store import ObjectInfo, Store
 from archiver.store.layout import lease_key, parse_part_key
@@ -361,11 +361,11 @@ def test_an_interrupted_cycle_under_a_cap_resumes_without_refetching_and_loses_n
         with OvhSource(settings.ovh) as source:
             with pytest.raises(CycleInterrupted):
                 # Asked to stop as soon as a record is fetched: the cycle stops after its first chunk.
-                archive_cycle(settings, source, store, stop=stop, progress=StopOnFirstRecord(stop))
+                run_archive(settings, source, store, stop=stop, progress=StopOnFirstRecord(stop))
             state = load_state(store, SERVICE, "outgoing")
             assert state.partial_done, "the cycle was not interrupted mid-way"
             emulator.stats.reset()
-            archive_cycle(settings, source, store)
+            run_archive(settings, source, store)
         assert emulator.stats.count("GET", "/sms/{sn}/outgoing/{id}") == 60 - 10, "the resumed cycle fetched again"
         assert archive_contents(store)["outgoing"] == api_truth(emulator)["outgoing"]
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from archiver.archive import archive_cycle
+from archiver.actions.archive import run_archive
 from archiver.config import Settings, load_settings
 from archiver.emulator import EmulatorServer, Faults, generate_sample_data
 from archiver.errors import SourceError
@@ -112,7 +112,7 @@ def test_services_are_archived_several_at_once(tmp_path: Path, monkeypatch: Any)
         settings = in_process(emulator, storage, monkeypatch, SMS_ARCHIVER_ARCHIVE__SERVICE_CONCURRENCY="4")
         store = store_from_env(storage)
         with OvhSource(settings.ovh) as source, capture_logs(processors=[]) as logs:
-            reports = archive_cycle(settings, source, store)
+            reports = run_archive(settings, source, store)
         events = [event["event"] for event in logs if event["event"] in ("lease_acquired", "cursor_advanced")]
         # Every service took its lease before any finished a direction: they ran at once.
         assert events[: len(SERVICES)] == ["lease_acquired"] * len(SERVICES), events
@@ -127,4 +127,4 @@ def test_a_failing_service_stops_the_others_and_its_error_is_raised(tmp_path: Pa
         services = ",".join([*SERVICES, "sms-nosuch00000-1"])
         settings = in_process(emulator, storage, monkeypatch, SMS_ARCHIVER_OVH__SERVICES=services)
         with OvhSource(settings.ovh) as source, pytest.raises(SourceError, match="sms-nosuch00000-1"):
-            archive_cycle(settings, source, store_from_env(storage))
+            run_archive(settings, source, store_from_env(storage))

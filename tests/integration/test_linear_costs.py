@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from archiver.archive import archive_cycle
+from archiver.actions.archive import run_archive
 from archiver.config import load_settings
 from archiver.source import OvhSource
 from archiver.store import Store
@@ -51,7 +51,7 @@ def test_checkpoints_write_bytes_in_proportion_to_a_chunk_not_to_the_ids_so_far(
         settings = load_settings()
         store = CountsStateBytes(store_from_env(storage))
         with OvhSource(settings.ovh) as source:
-            archive_cycle(settings, source, store)  # type: ignore[arg-type]
+            run_archive(settings, source, store)  # type: ignore[arg-type]
         assert archive_contents(store_from_env(storage))["outgoing"] == api_truth(emulator)["outgoing"]
     checkpoints = store.checkpoints
     assert len(checkpoints) >= records // 10 - 1, "fewer checkpoints than chunks: the test proves nothing"

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from archiver.actions.retention import run_retention
 from archiver.config import load_settings
 from archiver.errors import SourceError, StorageError
 from archiver.reader import list_parts
 from archiver.records import parse_instant
-from archiver.retention import run_retention
 from archiver.source import OvhSource
 from archiver.store import Store
 from tests.conftest import S3Target

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.compact import compact_archive
+from archiver.actions.compact import run_compact
 from archiver.config import load_settings
 from archiver.errors import StorageError
 from archiver.reader import list_parts
@@ -235,11 +235,11 @@ def test_compaction_interrupted_at_each_step_leaves_a_correct_archive(
     assert len(part_keys(store)) > len(days_with_many), "no day has several parts: the test proves nothing"
 
     with pytest.raises(StorageError):
-        compact_archive(settings, FailingStore(store, method=method, match=match, after=after))  # type: ignore[arg-type]
+        run_compact(settings, FailingStore(store, method=method, match=match, after=after))  # type: ignore[arg-type]
     # A reader at this moment sees every record once, in its newest version.
     assert archive_contents(store) == truth
     # The next run finishes the work; the archive verifies clean and each settled day has one part.
-    compact_archive(settings, store)
+    run_compact(settings, store)
     assert archive_contents(store) == truth
     result = run_cli("verify", env=cli_env(emulator, s3_bucket.env))
     assert result.code == 0, result.stdout + result.stderr

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from archiver.archive import put_part
+from archiver.actions.archive import put_part
+from archiver.actions.verify import check_part
 from archiver.config import Settings
 from archiver.csvfile import encode_rows
 from archiver.errors import IntegrityError
@@ -34,9 +35,8 @@ from archiver.reader import ArchiveParts, Resolution, StoredPart, archived_servi
 from archiver.records import COLUMNS, Record
 from archiver.store import Store
 from archiver.store.state import Lease
-from archiver.verify import check_part
 
-__all__ = ["CompactReport", "compact_archive", "compact_day", "settled_before"]
+__all__ = ["CompactReport", "compact_day", "run_compact", "settled_before"]
 
 log = structlog.get_logger()
 
@@ -120,7 +120,7 @@ def compact_day(
     return entry
 
 
-def compact_archive(settings: Settings, store: Store, *, now: dt.datetime | None = None) -> CompactReport:
+def run_compact(settings: Settings, store: Store, *, now: dt.datetime | None = None) -> CompactReport:
     """Merge the parts of every settled day that has more than one, for every service and direction."""
     now = now or dt.datetime.now(dt.UTC)
     cutoff = settled_before(settings, now)

@@ -19,7 +19,7 @@ from archiver.store import Store
 from archiver.store.state import load_state, read_lease
 from archiver.tables import add_columns, table_console
 
-__all__ = ["DAEMONS_PREFIX", "read_daemons", "show_status", "status_document"]
+__all__ = ["DAEMONS_PREFIX", "read_daemons", "run_status", "show_status"]
 
 DAEMONS_PREFIX = "_state/_daemons/"
 
@@ -55,7 +55,7 @@ def _archive_failure_after(daemons: list[dict[str, Any]], finished_at: str | Non
     return latest[1] if latest else None
 
 
-def status_document(settings: Settings, store: Store) -> dict[str, Any]:
+def run_status(settings: Settings, store: Store) -> dict[str, Any]:
     """The status as data: ``services`` (one entry per service and direction) and ``daemons``."""
     daemons = read_daemons(store)
     entries: list[dict[str, Any]] = []
@@ -100,7 +100,7 @@ def show_status(settings: Settings, store: Store, *, as_json: bool) -> int:
 
     Raises ``StorageError`` when the archive cannot be read.
     """
-    document = status_document(settings, store)
+    document = run_status(settings, store)
     if as_json:
         print(json.dumps(document, indent=2, sort_keys=True))
         return 0

@@ -21,7 +21,7 @@ from archiver.reader import ArchiveParts, copy_part_body, day_clusters, iter_day
 from archiver.records import COLUMNS, Record
 from archiver.store import Store
 
-__all__ = ["OutputFormat", "month_range", "parse_month", "retrieve", "safe_for_spreadsheets"]
+__all__ = ["OutputFormat", "month_range", "parse_month", "run_retrieve", "safe_for_spreadsheets"]
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 # Characters that make a spreadsheet read a cell as a formula (OWASP CSV injection).
@@ -67,7 +67,7 @@ def _matches(record: Record, filters: Mapping[str, str]) -> bool:
     return all(record.get(column) == wanted for column, wanted in filters.items())
 
 
-def retrieve(
+def run_retrieve(
     store: Store,
     service: str,
     direction: Direction,

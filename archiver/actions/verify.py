@@ -29,7 +29,7 @@ from archiver.records import COLUMNS
 from archiver.store import Store
 from archiver.store.layout import month_prefix, parse_part_key
 
-__all__ = ["MonthCheck", "Problem", "check_part", "iter_months", "verify_archive", "verify_month"]
+__all__ = ["MonthCheck", "Problem", "check_part", "iter_months", "run_verify", "verify_month"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +164,7 @@ def iter_months(store: Store, service: str, direction: Direction) -> Iterator[tu
     yield from sorted(months)
 
 
-def verify_archive(
+def run_verify(
     settings: Settings,
     store: Store,
     *,

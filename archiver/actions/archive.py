@@ -47,11 +47,11 @@ from archiver.store.state import CursorState, DoneRanges, Known, Lease, load_sta
 __all__ = [
     "DirectionReport",
     "Progress",
-    "archive_cycle",
-    "backfill",
     "every_service_held",
     "put_part",
     "row_digest",
+    "run_archive",
+    "run_backfill",
     "write_parts",
 ]
 
@@ -675,7 +675,7 @@ class _EitherSet:
         return any(signal.is_set() for signal in self.signals)
 
 
-def archive_cycle(
+def run_archive(
     settings: Settings,
     source: OvhSource,
     store: Store,
@@ -786,7 +786,7 @@ def _archive_service(
     return reports
 
 
-def backfill(
+def run_backfill(
     settings: Settings,
     source: OvhSource,
     store: Store,

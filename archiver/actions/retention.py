@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field
 
 import structlog
 
-from archiver.archive import resolve_services, write_parts
+from archiver.actions.archive import resolve_services, write_parts
+from archiver.actions.verify import iter_months, verify_month
 from archiver.config import Settings
 from archiver.csvfile import encode_rows
 from archiver.errors import ConfigError, MalformedRecordError
@@ -41,7 +42,6 @@ from archiver.source import GONE, OvhSource
 from archiver.store import Store
 from archiver.store.layout import journal_key, month_prefix
 from archiver.store.state import Lease
-from archiver.verify import iter_months, verify_month
 
 __all__ = ["Decision", "MonthPurge", "RetentionReport", "run_retention"]
 
