@@ -627,7 +627,6 @@ def build_month(store_dir: Path, rows: int, year: int, month: int, *, interleave
     day ends up with ``chunks`` parts, as a month archived cycle after cycle has. The bench's own
     memory holds one pass at a time.
     """
-    from archiver.actions.archive import write_parts
     from archiver.config import ArchiveSettings
     from archiver.config import Settings as ArchiverSettings
     from archiver.emulator.data import generate_sample_data
@@ -635,6 +634,7 @@ def build_month(store_dir: Path, rows: int, year: int, month: int, *, interleave
     from archiver.manifest import record_parts
     from archiver.records import Record, format_instant, parse_api_record
     from archiver.store import LocalStore
+    from archiver.writer import write_parts
 
     configure_logging("warning", "json")
     store = LocalStore(store_dir)
@@ -672,7 +672,7 @@ def build_month(store_dir: Path, rows: int, year: int, month: int, *, interleave
             if fields[10]:
                 fields[10] = format_instant(created + dt.timedelta(seconds=19))
             records.append(Record("outgoing", int(fields[0]), created, tuple(fields), model.final))
-        entries = write_parts(store, archiver_settings, SERVICE, "outgoing", records)
+        entries = write_parts(store, archiver_settings.archive, SERVICE, "outgoing", records)
         record_parts(store, SERVICE, "outgoing", entries)
         parts += len(entries)
     return {"rows": rows, "parts": parts, "days": (end - start).days, "passes": chunks}

@@ -20,16 +20,15 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from archiver.actions.archive import put_part
 from archiver.actions.compact import run_compact
 from archiver.actions.retrieve import OutputFormat, run_retrieve
-from archiver.actions.verify import verify_month
 from archiver.config import ArchiveSettings, OvhSettings, Settings
 from archiver.csvfile import encode_rows
 from archiver.manifest import PartEntry, record_parts
-from archiver.reader import iter_records, list_parts, resolved_copies, summarize_months
+from archiver.reader import iter_records, list_parts, resolved_copies, summarize_months, verify_month
 from archiver.records import COLUMNS, Record, format_instant
 from archiver.store import LocalStore
+from archiver.writer import put_part
 
 SERVICE = "sms-reader-1"
 # Instants around two month ends (UTC is the archive zone here): a moved version may change day or month.
@@ -61,7 +60,7 @@ def write(store: LocalStore, records: list[Record], written: dt.datetime) -> lis
         encoded = encode_rows(COLUMNS["incoming"], (record.fields for record in day_records))
         ids = [record.id for record in day_records]
         entry = put_part(
-            store, ARCHIVE_SETTINGS, SERVICE, "incoming", day, encoded, ids, (day_records[0], day_records[-1])
+            store, ARCHIVE_SETTINGS.archive, SERVICE, "incoming", day, encoded, ids, (day_records[0], day_records[-1])
         )
         entries.append(dataclasses.replace(entry, written_at=written.isoformat(timespec="microseconds")))
     record_parts(store, SERVICE, "incoming", entries)
@@ -169,7 +168,7 @@ nasty_text = st.text(alphabet=st.sampled_from(['"', ";", "\t", "\r", "\n", "1", 
 )
 def test_ids_scanned_without_a_csv_parse_equal_the_parsed_ones(messages: list[str], delimiter: str) -> None:
     """Messages with quotes, line breaks, delimiters and digits after a line break do not fool the scan."""
-    from archiver.reader import _scanned_ids
+    from archiver.reader.newest import _scanned_ids
 
     rows = [
         (str(1000 + index), "2025-01-30T22:00:00+00:00", message, "", message, "1.0")

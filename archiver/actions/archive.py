@@ -34,25 +34,22 @@ from typing import Any, Protocol
 import structlog
 
 from archiver.config import Settings
-from archiver.csvfile import EncodedPart, encode_rows
 from archiver.errors import CycleInterrupted, LeaseHeldError, ListingCutError, MalformedRecordError
-from archiver.manifest import PartEntry, record_parts, row_key
+from archiver.manifest import record_parts
 from archiver.naming import Direction
-from archiver.records import COLUMNS, Record, parse_api_record, parse_export_row
+from archiver.records import Record, parse_api_record, parse_export_row
 from archiver.source import GONE, ExportUnavailable, OvhSource
 from archiver.store import Store
-from archiver.store.layout import part_key, part_name
 from archiver.store.state import CursorState, DoneRanges, Known, Lease, load_state, save_state
+from archiver.writer import write_parts
 
 __all__ = [
     "DirectionReport",
     "Progress",
     "every_service_held",
-    "put_part",
     "row_digest",
     "run_archive",
     "run_backfill",
-    "write_parts",
 ]
 
 log = structlog.get_logger()
@@ -109,66 +106,6 @@ class DirectionReport:
 def row_digest(record: Record) -> str:
     """A short digest of a row, to tell whether a re-fetched record changed."""
     return hashlib.sha256("\x1f".join(record.fields).encode()).hexdigest()[:16]
-
-
-def put_part(
-    store: Store,
-    settings: Settings,
-    service: str,
-    direction: Direction,
-    day: dt.date,
-    encoded: EncodedPart,
-    ids: list[int],
-    span: tuple[Record, Record],
-    *,
-    compacted: bool = False,
-) -> PartEntry:
-    """Write one encoded part under its content-derived key; return its manifest entry.
-
-    ``span``: the part's first and last records in row order.
-    """
-    name = part_name(min(ids), max(ids), encoded.sha256, compacted=compacted)
-    key = part_key(service, direction, day, name, compressed=settings.archive.gzip)
-    # The delimiter is not metadata: readers take it from the header (S3 trims a tab from headers).
-    store.put(key, encoded.data, metadata={"sha256": encoded.sha256, "rows": str(encoded.rows)}, lock=True)
-    log.debug("part_written", key=key, rows=encoded.rows, bytes=len(encoded.data))
-    return PartEntry(
-        key=key,
-        sha256=encoded.sha256,
-        rows=encoded.rows,
-        size=len(encoded.data),
-        first_id=min(ids),
-        last_id=max(ids),
-        written_at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-        first_row=row_key(span[0].created, span[0].id),
-        last_row=row_key(span[1].created, span[1].id),
-    )
-
-
-def write_parts(
-    store: Store, settings: Settings, service: str, direction: Direction, records: Iterable[Record]
-) -> list[PartEntry]:
-    """Write records as one part per day (in the archive's zone); return the manifest entries.
-
-    Each part is written in full before the next; a failure raises before anything is recorded.
-    """
-    zone = settings.archive.zone
-    by_day: dict[dt.date, list[Record]] = {}
-    for record in records:
-        by_day.setdefault(record.created.astimezone(zone).date(), []).append(record)
-    entries: list[PartEntry] = []
-    for day, day_records in sorted(by_day.items()):
-        day_records.sort(key=lambda record: (record.created, record.id))
-        encoded = encode_rows(
-            COLUMNS[direction],
-            (record.fields for record in day_records),
-            delimiter=settings.archive.delimiter,
-            compress=settings.archive.gzip,
-        )
-        ids = [record.id for record in day_records]
-        span = (day_records[0], day_records[-1])
-        entries.append(put_part(store, settings, service, direction, day, encoded, ids, span))
-    return entries
 
 
 def _local_time_unsure(row: Mapping[str, str], zone: zoneinfo.ZoneInfo) -> bool:
@@ -511,7 +448,7 @@ class _DirectionRun:
             for record in fetched.values()
             if record.id not in state.known or state.known[record.id].digest != row_digest(record)
         ]
-        entries = write_parts(self.store, self.settings, self.service, self.direction, changed)
+        entries = write_parts(self.store, self.settings.archive, self.service, self.direction, changed)
         record_parts(self.store, self.service, self.direction, entries)
         # Only now, with the parts and manifests durable, may the state learn about these records.
         for record in fetched.values():

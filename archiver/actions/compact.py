@@ -24,17 +24,16 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from archiver.actions.archive import put_part
-from archiver.actions.verify import check_part
 from archiver.config import Settings
 from archiver.csvfile import encode_rows
 from archiver.errors import IntegrityError
 from archiver.manifest import PartEntry, load_manifest, save_manifest
 from archiver.naming import Direction
-from archiver.reader import ArchiveParts, Resolution, StoredPart, archived_services, iter_day_records
+from archiver.reader import ArchiveParts, Resolution, StoredPart, archived_services, check_part, iter_day_records
 from archiver.records import COLUMNS, Record
 from archiver.store import Store
 from archiver.store.state import Lease
+from archiver.writer import put_part
 
 __all__ = ["CompactReport", "compact_day", "run_compact", "settled_before"]
 
@@ -94,7 +93,9 @@ def compact_day(
     )
     entry: PartEntry | None = None
     if ids:
-        entry = put_part(store, settings, service, direction, day, encoded, ids, (first[0], last[0]), compacted=True)
+        entry = put_part(
+            store, settings.archive, service, direction, day, encoded, ids, (first[0], last[0]), compacted=True
+        )
         _, _, problem = check_part(store, entry.key, direction, entry)
         if problem is not None:
             raise IntegrityError(f"compacted part {entry.key} did not verify after writing: {problem.detail}")

@@ -29,19 +29,19 @@ from dataclasses import asdict, dataclass, field
 
 import structlog
 
-from archiver.actions.archive import resolve_services, write_parts
-from archiver.actions.verify import iter_months, verify_month
+from archiver.actions.archive import resolve_services
 from archiver.config import Settings
 from archiver.csvfile import encode_rows
 from archiver.errors import ConfigError, MalformedRecordError
 from archiver.manifest import record_parts
 from archiver.naming import Direction
-from archiver.reader import StoredPart, resolved_copies
+from archiver.reader import StoredPart, archived_months, resolved_copies, verify_month
 from archiver.records import Record, differing_columns, parse_api_record
 from archiver.source import GONE, OvhSource
 from archiver.store import Store
 from archiver.store.layout import journal_key, month_prefix
 from archiver.store.state import Lease
+from archiver.writer import write_parts
 
 __all__ = ["Decision", "MonthPurge", "RetentionReport", "run_retention"]
 
@@ -116,7 +116,7 @@ def _archived_copies(
     wanted id is found.
     """
     # One listing for the months (no manifest reads).
-    months = [month for month in iter_months(store, service, direction) if month <= cutoff_month]
+    months = [month for month in archived_months(store, service, direction) if month <= cutoff_month]
     problems: dict[tuple[int, int], dict[str, list[str]]] = {}
     for record, stored in resolved_copies(store, service, direction, wanted, months):
         month = (stored.part.day.year, stored.part.day.month)
@@ -199,7 +199,7 @@ class _Run:
         # Never in a dry run: it writes nothing. A record archived now is only deleted by a later run,
         # after it has been read back from the store.
         if to_archive and self.apply:
-            entries = write_parts(self.store, self.settings, service, direction, to_archive)
+            entries = write_parts(self.store, self.settings.archive, service, direction, to_archive)
             record_parts(self.store, service, direction, entries)
             self._read_back(service, direction, to_archive, decisions)
         decisions.sort(key=lambda decision: (decision.date, decision.id))
@@ -276,7 +276,7 @@ class _Run:
         current = self.now.astimezone(self.settings.archive.zone)
         index = current.year * 12 + current.month - 1 - keep
         oldest_kept = (index // 12, index % 12 + 1)
-        for year, month in iter_months(self.store, service, direction):
+        for year, month in archived_months(self.store, service, direction):
             if (year, month) >= oldest_kept:
                 continue
             keys = [info.key for info in self.store.list(month_prefix(service, direction, year, month))]

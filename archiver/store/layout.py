@@ -27,8 +27,10 @@ __all__ = [
     "lease_key",
     "manifest_key",
     "month_prefix",
+    "parse_month_key",
     "parse_part_key",
     "part_key",
+    "service_of_key",
     "service_prefix",
     "state_key",
 ]
@@ -36,6 +38,10 @@ __all__ = [
 _PART = re.compile(
     r"^(?P<service>[^/]+)/(?P<direction>outgoing|incoming)/year=(?P<year>\d{4})/month=(?P<month>\d{2})/"
     r"day=(?P<day>\d{2})/(?P<name>[0-9]+-[0-9]+-[0-9a-f]{8,64}(?:-c)?)\.csv(?P<gz>\.gz)?$"
+)
+
+_MONTH_FOLDER = re.compile(
+    r"^(?P<service>[^/]+)/(?P<direction>outgoing|incoming)/year=(?P<year>\d{4})/month=(?P<month>\d{2})/"
 )
 
 
@@ -86,6 +92,28 @@ def parse_part_key(key: str) -> PartKey | None:
     direction = match["direction"]
     assert direction in DIRECTIONS
     return PartKey(match["service"], direction, day, match["name"], compressed=bool(match["gz"]))
+
+
+def parse_month_key(key: str) -> tuple[str, Direction, int, int] | None:
+    """``(service, direction, year, month)`` of any key inside a month folder (a part, a manifest), else None."""
+    match = _MONTH_FOLDER.match(key)
+    if match is None:
+        return None
+    direction: Direction = "outgoing" if match["direction"] == "outgoing" else "incoming"
+    return match["service"], direction, int(match["year"]), int(match["month"])
+
+
+def service_of_key(key: str) -> str | None:
+    """The service a key belongs to: its data folder ``{service}/{direction}/year=...``, or its cursor or
+    lease in ``_state/{service}/``. Bookkeeping (``_state/_daemons/``, ``_journal/``) belongs to none."""
+    segments = key.split("/")
+    if segments[0] == "_state" and len(segments) >= 3:
+        name = segments[1]
+    elif len(segments) >= 4 and segments[1] in DIRECTIONS and segments[2].startswith("year="):
+        name = segments[0]
+    else:
+        return None
+    return None if name.startswith(("_", ".")) else name
 
 
 def manifest_key(service: str, direction: Direction, year: int, month: int) -> str:

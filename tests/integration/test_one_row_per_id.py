@@ -22,12 +22,12 @@ import ovh
 import pytest
 import requests
 
-from archiver.actions.archive import write_parts
 from archiver.config import ArchiveSettings, Settings
 from archiver.emulator import EmulatorServer, Faults
 from archiver.emulator.data import format_api_datetime
 from archiver.manifest import record_parts
 from archiver.records import OUTGOING_COLUMNS, format_instant, parse_api_record, parse_instant
+from archiver.writer import write_parts
 from tests.integration.helpers import (
     CREDENTIALS,
     PARIS,
@@ -213,7 +213,7 @@ def test_duplicate_moved_to_another_month_is_read_once_by_every_command(archived
         fields[1] = format_instant(created)
         fields[8] = "an older version, dated wrong"
         moved.append(dataclasses.replace(record, created=created, fields=tuple(fields)))
-    record_parts(store, SERVICE, "outgoing", write_parts(store, UTC_ARCHIVE, SERVICE, "outgoing", moved))
+    record_parts(store, SERVICE, "outgoing", write_parts(store, UTC_ARCHIVE.archive, SERVICE, "outgoing", moved))
     env = cli_env(emulator, storage, SMS_ARCHIVER_OVH__FETCH="batch")
     assert run_cli("archive", env=env).code == 0  # the API's versions, written last: the newest
     check_every_reader(emulator, env, tmp_path)

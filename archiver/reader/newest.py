@@ -1,4 +1,4 @@
-"""Reading the archive back: one row per id (its newest version), in the month and day of its own date.
+"""The newest version of each id: which part holds it, and the records of a day merged one row per id.
 
 Parts are sorted by (creation instant, id) inside, and a record's day folder follows from its
 creation instant, so a month is read day by day with a k-way merge of that day's parts: memory
@@ -31,7 +31,6 @@ import heapq
 import io
 import itertools
 import re
-import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,128 +38,18 @@ from typing import BinaryIO
 
 from archiver.csvfile import read_rows
 from archiver.errors import IntegrityError, StorageError
-from archiver.manifest import PartEntry, load_manifest, parse_row_key
-from archiver.naming import DIRECTIONS, Direction
+from archiver.manifest import load_manifest
+from archiver.naming import Direction
+from archiver.reader.parts import READ_WHOLE_BELOW, StoredPart, id_range, listed_parts, open_part, stored_part
 from archiver.records import COLUMNS, Record, record_from_row
 from archiver.store import ObjectInfo, Store
-from archiver.store.layout import PartKey, month_prefix, parse_part_key, service_prefix
+from archiver.store.layout import PartKey, parse_part_key, service_prefix
 
-__all__ = [
-    "ArchiveParts",
-    "MonthSummary",
-    "Resolution",
-    "StoredPart",
-    "archived_months",
-    "archived_services",
-    "copy_part_body",
-    "day_clusters",
-    "iter_day_records",
-    "iter_day_sources",
-    "iter_records",
-    "list_parts",
-    "month_days",
-    "resolved_copies",
-    "summarize_months",
-]
-
-# Parts smaller than this are read whole: fewer open connections when a day has many small parts.
-_READ_WHOLE_BELOW = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPart:
-    """A data part as listed in the store, with the time it was written."""
-
-    info: ObjectInfo
-    part: PartKey
-    # From the month's manifest (microseconds); the store's Last-Modified (often to the second) only
-    # for a part a crash left out of the manifest.
-    written: dt.datetime
-    rows: int | None = None  # as recorded in the manifest (None: not recorded)
-    # (creation instant, id) of the first and last rows, from the manifest (None: not recorded)
-    span: tuple[tuple[dt.datetime, int], tuple[dt.datetime, int]] | None = None
-
-    @property
-    def version(self) -> tuple[dt.datetime, bool, str]:
-        """Orders the versions of a row: the part written last wins; a compacted part wins a tie."""
-        return (self.written, self.part.name.endswith("-c"), self.info.key)
-
-    @property
-    def id_range(self) -> tuple[int, int]:
-        """The smallest and largest id the part holds (from its name: ``{first}-{last}-{digest}``)."""
-        return _id_range(self.part)
-
-
-def _id_range(part: PartKey) -> tuple[int, int]:
-    first, last, _digest = part.name.split("-", 2)
-    return int(first), int(last)
-
-
-def list_parts(
-    store: Store, service: str, direction: Direction, year: int | None = None, month: int | None = None
-) -> list[StoredPart]:
-    """The data parts of one month (or of every month), in key order; other objects are skipped."""
-    prefix = (
-        month_prefix(service, direction, year, month)
-        if year is not None and month is not None
-        else service_prefix(service, direction)
-    )
-    listed = _listed_parts(store, prefix, service, direction)
-    recorded: dict[tuple[int, int], dict[str, PartEntry]] = {}
-    for _info, part in listed:
-        month_key = (part.day.year, part.day.month)
-        if month_key not in recorded:
-            recorded[month_key] = load_manifest(store, service, direction, *month_key).parts
-    return [_stored_part(info, part, recorded[(part.day.year, part.day.month)]) for info, part in listed]
-
-
-def _listed_parts(store: Store, prefix: str, service: str, direction: Direction) -> list[tuple[ObjectInfo, PartKey]]:
-    listed = []
-    for info in store.list(prefix):
-        part = parse_part_key(info.key)
-        if part is not None and part.service == service and part.direction == direction:
-            listed.append((info, part))
-    return listed
-
-
-def _stored_part(info: ObjectInfo, part: PartKey, recorded: dict[str, PartEntry]) -> StoredPart:
-    entry = recorded.get(info.key)
-    if entry is None:
-        return StoredPart(info, part, info.last_modified)
-    first, last = parse_row_key(entry.first_row), parse_row_key(entry.last_row)
-    span = (first, last) if first is not None and last is not None else None
-    return StoredPart(info, part, dt.datetime.fromisoformat(entry.written_at), entry.rows, span)
-
-
-def archived_services(store: Store) -> list[str]:
-    """Services the archive holds: folders ``{service}/{direction}/year=...``, and cursors or leases in ``_state/``.
-
-    The data folders count on their own: a ``backfill`` writes parts and manifests but no cursor.
-    Top-level folders starting with ``_`` (``_state/``, ``_journal/``, ``_state/_daemons/``) are
-    bookkeeping, never services. The store offers no folder listing, so this reads every key once.
-    """
-    names = set()
-    for info in store.list(""):
-        segments = info.key.split("/")
-        if segments[0] == "_state" and len(segments) >= 3:
-            names.add(segments[1])
-        elif len(segments) >= 4 and segments[1] in DIRECTIONS and segments[2].startswith("year="):
-            names.add(segments[0])
-    return sorted(name for name in names if not name.startswith(("_", ".")))
-
-
-def archived_months(store: Store, service: str, direction: Direction) -> list[tuple[int, int]]:
-    return sorted({(stored.part.day.year, stored.part.day.month) for stored in list_parts(store, service, direction)})
-
-
-def _open(store: Store, stored: StoredPart) -> BinaryIO:
-    if stored.info.size < _READ_WHOLE_BELOW:
-        return io.BytesIO(store.get(stored.info.key))
-    return store.open(stored.info.key)
+__all__ = ["ArchiveParts", "Resolution", "iter_day_records", "iter_day_sources", "iter_records", "resolved_copies"]
 
 
 def _part_records(store: Store, stored: StoredPart, direction: Direction) -> Iterator[Record]:
-    stream = _open(store, stored)
+    stream = open_part(store, stored)
     try:
         for row in read_rows(
             stream, header=COLUMNS[direction], compressed=stored.part.compressed, source=stored.info.key
@@ -227,7 +116,7 @@ class Resolution:
 def _part_ids(store: Store, stored: StoredPart, direction: Direction) -> list[int]:
     """The ids of a part's rows (their first field)."""
     key = stored.info.key
-    if stored.info.size < _READ_WHOLE_BELOW and stored.rows is not None:
+    if stored.info.size < READ_WHOLE_BELOW and stored.rows is not None:
         data = store.get(key)
         try:
             if stored.part.compressed:
@@ -237,7 +126,7 @@ def _part_ids(store: Store, stored: StoredPart, direction: Direction) -> list[in
         ids = _scanned_ids(data, COLUMNS[direction][0])
         if ids is not None and len(ids) == stored.rows:
             return ids
-    stream = _open(store, stored)
+    stream = open_part(store, stored)
     try:
         binary: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb") if stored.part.compressed else stream  # type: ignore[assignment]
         text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
@@ -282,7 +171,7 @@ class ArchiveParts:
         self.service = service
         self.direction = direction
         self._listed: dict[tuple[int, int], list[tuple[ObjectInfo, PartKey]]] = {}
-        for info, part in _listed_parts(store, service_prefix(service, direction), service, direction):
+        for info, part in listed_parts(store, service_prefix(service, direction), service, direction):
             self._listed.setdefault((part.day.year, part.day.month), []).append((info, part))
         self._parts: dict[tuple[int, int], list[StoredPart]] = {}
 
@@ -295,7 +184,7 @@ class ArchiveParts:
         if (year, month) not in self._parts:
             listed = self._listed.get((year, month), [])
             recorded = load_manifest(self.store, self.service, self.direction, year, month).parts if listed else {}
-            self._parts[(year, month)] = [_stored_part(info, part, recorded) for info, part in listed]
+            self._parts[(year, month)] = [stored_part(info, part, recorded) for info, part in listed]
         return self._parts[(year, month)]
 
     def days(self, year: int, month: int) -> list[tuple[dt.date, list[StoredPart]]]:
@@ -335,8 +224,8 @@ def _overlapping_keys(
     """
     groups: list[list[tuple[ObjectInfo, tuple[int, int]]]] = []
     end = -1
-    for part, item in sorted(ranges, key=lambda entry: _id_range(entry[0])):
-        first, last = _id_range(part)
+    for part, item in sorted(ranges, key=lambda entry: id_range(entry[0])):
+        first, last = id_range(part)
         if groups and first <= end:
             groups[-1].append(item)
             end = max(end, last)
@@ -426,39 +315,6 @@ def resolved_copies(
         yield from scan(year, month, resolution)
 
 
-def month_days(
-    store: Store, service: str, direction: Direction, year: int, month: int
-) -> list[tuple[dt.date, list[StoredPart]]]:
-    """The parts of a month, grouped by day, in day order."""
-    by_day: dict[dt.date, list[StoredPart]] = {}
-    for stored in list_parts(store, service, direction, year, month):
-        by_day.setdefault(stored.part.day, []).append(stored)
-    return sorted(by_day.items())
-
-
-def day_clusters(parts: list[StoredPart]) -> list[list[StoredPart]]:
-    """Split a day's parts into groups whose row spans overlap, in row order.
-
-    The versions of one SMS share its creation instant, so parts whose (instant, id) spans do not
-    overlap share no id: each group can be read on its own, and a group of one part needs no merge.
-    Without spans for every part (older manifests), the whole day is one group.
-    """
-    spanned = [(stored.span, stored) for stored in parts if stored.span is not None]
-    if len(spanned) != len(parts):
-        return [parts]
-    spanned.sort(key=lambda item: item[0][0])
-    clusters: list[list[StoredPart]] = []
-    end: tuple[dt.datetime, int] | None = None
-    for (first, last), stored in spanned:
-        if end is None or first > end:
-            clusters.append([stored])
-            end = last
-        else:
-            clusters[-1].append(stored)
-            end = max(end, last)
-    return clusters
-
-
 def iter_records(store: Store, service: str, direction: Direction, year: int, month: int) -> Iterator[Record]:
     """Every archived record of a month, one per id (newest, and only if its newest version is dated
     in this month), by (creation instant, id)."""
@@ -466,57 +322,3 @@ def iter_records(store: Store, service: str, direction: Direction, year: int, mo
     resolution = index.resolution([(year, month)])
     for _day, parts in index.days(year, month):
         yield from iter_day_records(store, parts, direction, resolution)
-
-
-def copy_part_body(store: Store, stored: StoredPart, output: BinaryIO, *, delimiter: str) -> bool:
-    """Copy a part's data rows (its bytes after the header) to ``output``, if written with ``delimiter``.
-
-    A part is sorted and holds each id once, so a day stored as one part needs no parsing at all.
-    Returns False, having written nothing, when the part's delimiter differs.
-    """
-    stream = _open(store, stored)
-    try:
-        source: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb") if stored.part.compressed else stream  # type: ignore[assignment]
-        header = source.readline()
-        if header[2:3] != delimiter.encode():
-            return False
-        shutil.copyfileobj(source, output, 1 << 20)
-        return True
-    finally:
-        stream.close()
-
-
-@dataclass(frozen=True, slots=True)
-class MonthSummary:
-    """One archived month, as ``sms-archiver months`` shows it."""
-
-    service: str
-    direction: Direction
-    month: str
-    days: int
-    parts: int
-    bytes: int
-    rows: int  # rows stored, from the manifest: an id archived twice (late status) counts twice
-
-
-def summarize_months(store: Store, service: str, direction: Direction) -> list[MonthSummary]:
-    """Parts, days, bytes and recorded rows of every archived month (one listing, one manifest a month)."""
-    by_month: dict[tuple[int, int], list[StoredPart]] = {}
-    for stored in list_parts(store, service, direction):
-        by_month.setdefault((stored.part.day.year, stored.part.day.month), []).append(stored)
-    summaries = []
-    for (year, month), parts in sorted(by_month.items()):
-        manifest = load_manifest(store, service, direction, year, month)
-        rows = sum(manifest.parts[p.info.key].rows for p in parts if p.info.key in manifest.parts)
-        summaries.append(
-            MonthSummary(
-                service,
-                direction,
-                f"{year:04d}-{month:02d}",
-                days=len({p.part.day for p in parts}),
-                parts=len(parts),
-                bytes=sum(p.info.size for p in parts),
-                rows=rows,
-            )
-        )
-    return summaries
