@@ -29,10 +29,11 @@ from archiver.actions.verify import run_verify
 from archiver.config import Settings, load_settings
 from archiver.errors import ArchiverError, ConfigError, LeaseHeldError
 from archiver.logs import configure_logging, new_run_id
-from archiver.naming import DIRECTIONS, Direction, check_service_name
+from archiver.naming import DIRECTIONS, Direction
 from archiver.ping import Pinger
-from archiver.reader import archived_services, iter_records, summarize_months
+from archiver.reader import iter_records, summarize_months
 from archiver.records import COLUMNS
+from archiver.services import services_known
 from archiver.source import CLOCK_TOLERANCE_SECONDS, OvhSource
 from archiver.store import LocalStore, Store, open_store
 from archiver.store.state import load_state, read_lease, reset_state
@@ -184,17 +185,13 @@ def cmd_archive(args: argparse.Namespace) -> int:
     store = open_store(settings.storage)
     # The systemd timer and cron users run this one-shot: it pings the dead man's switch too.
     pinger = Pinger(settings.ping)
-    pinger.start()
     try:
-        with _source(settings) as source:
-            reports = run_archive(settings, source, store, progress=_progress(args))
-        if (held := every_service_held(reports)) is not None:
-            raise LeaseHeldError(held)
-    except ArchiverError as error:
-        pinger.fail(str(error))
-        raise
-    else:
-        pinger.success(f"{sum(report.rows_written for report in reports)} rows written")
+        with pinger.monitored() as outcome:
+            with _source(settings) as source:
+                reports = run_archive(settings, source, store, progress=_progress(args))
+            if (held := every_service_held(reports)) is not None:
+                raise LeaseHeldError(held)
+            outcome.summary = f"{sum(report.rows_written for report in reports)} rows written"
     finally:
         pinger.close()
     _print_reports(reports, "archive cycle")
@@ -266,17 +263,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _state_services(settings: Settings, store: Store, wanted: str | None) -> list[str]:
-    if wanted:
-        return [wanted]
-    return sorted(set(settings.ovh.services) | set(archived_services(store)))
-
-
 def cmd_state_show(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = _reading_store(settings)
     document: list[dict[str, Any]] = []
-    for service in _state_services(settings, store, args.service):
+    for service in services_known(settings.ovh, store, args.service):
         lease = read_lease(store, service)
         for direction in DIRECTIONS:
             state = load_state(store, service, direction)
@@ -329,33 +320,6 @@ def cmd_state_reset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _holds_service(store: Store, service: str) -> bool:
-    """Whether the archive has a folder or a cursor for ``service`` (reads one key, not the whole listing)."""
-    try:
-        check_service_name(service)
-    except ValueError:
-        return False
-    for prefix in (f"{service}/", f"_state/{service}/"):
-        for _info in store.list(prefix):
-            return True
-    return False
-
-
-def _services_in(settings: Settings, store: Store, wanted: str | None) -> list[str]:
-    """The configured services and those the archive holds; only ``wanted`` if given (and known)."""
-    if wanted and (wanted in settings.ovh.services or _holds_service(store, wanted)):
-        return [wanted]
-    known = sorted(set(settings.ovh.services) | set(archived_services(store)))
-    if wanted:
-        if wanted not in known:
-            raise ConfigError(
-                f"--service {wanted}: no such service in the archive at {store.describe()} nor in the settings; "
-                + (f"known: {', '.join(known)}" if known else "the archive holds no service yet")
-            )
-        return [wanted]
-    return known
-
-
 def _reading_store(settings: Settings) -> Store:
     """The store, for a command that only reads: a local archive directory that does not exist is an error.
 
@@ -376,7 +340,7 @@ def _note_if_empty(store: Store, services: list[str]) -> None:
 
 
 def _one_service(settings: Settings, store: Store, wanted: str | None) -> str:
-    services = _services_in(settings, store, wanted)
+    services = services_known(settings.ovh, store, wanted)
     if len(services) == 1:
         return services[0]
     if not services:
@@ -393,7 +357,7 @@ def _directions(args: argparse.Namespace) -> list[Direction]:
 def cmd_months(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = _reading_store(settings)
-    services = _services_in(settings, store, args.service)
+    services = services_known(settings.ovh, store, args.service)
     _note_if_empty(store, services)
     summaries = [
         summary
@@ -531,7 +495,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     months = [parse_month(args.month)] if args.month else None
     settings = _settings(args)
     store = _reading_store(settings)
-    services = _services_in(settings, store, args.service)
+    services = services_known(settings.ovh, store, args.service)
     checks = [check for service in services for check in run_verify(settings, store, service=service, months=months)]
     problems = [problem for check in checks for problem in check.problems]
     if args.json:

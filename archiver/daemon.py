@@ -489,15 +489,25 @@ class Daemon:
 
     def _archive(self) -> str:
         assert self.source is not None and self.store is not None
-        self.pinger.start()
+        with self.pinger.monitored(f"sms-archiver on {self.host}: archive cycle failed\n") as outcome:
+            summary = self._archive_cycle(self.source, self.store)
+            outcome.summary = f"sms-archiver on {self.host}: {summary}"
+        self.notifier.status(f"last archive ok at {_now():%H:%M:%S} UTC: {summary.splitlines()[0]}")
+        with self._lock:
+            retention_due, self._retention_due = self._retention_due, False
+        if retention_due and not self.stop_event.is_set():
+            self._execute(RETENTION, self._retention)
+        return summary.splitlines()[0]
+
+    def _archive_cycle(self, source: OvhSource, store: Store) -> str:
+        """One cycle; return its summary line, then one line per service and direction."""
         clock = time.monotonic()
         try:
-            reports = run_archive(self.settings, self.source, self.store, stop=self.stop_event)
+            reports = run_archive(self.settings, source, store, stop=self.stop_event)
         except CycleInterrupted:
             raise  # a stop, not a failure: the next start resumes the cycle
         except Exception as error:
             message = f"{type(error).__name__}: {error}"
-            self.pinger.fail(f"sms-archiver on {self.host}: archive cycle failed\n{message}")
             self.notifier.status(f"last archive FAILED at {_now():%H:%M:%S} UTC: {_first_line(message)}")
             raise
         seconds = time.monotonic() - clock
@@ -513,13 +523,7 @@ class Daemon:
             summary += f"; {malformed} malformed record(s) skipped, retried next cycle"
         with self._lock:
             self.last_cycle = [_report_summary(report) for report in reports]
-        self.pinger.success(f"sms-archiver on {self.host}: {summary}\n" + "\n".join(_report_lines(reports)))
-        self.notifier.status(f"last archive ok at {_now():%H:%M:%S} UTC: {summary}")
-        with self._lock:
-            retention_due, self._retention_due = self._retention_due, False
-        if retention_due and not self.stop_event.is_set():
-            self._execute(RETENTION, self._retention)
-        return summary
+        return "\n".join([summary, *_report_lines(reports)])
 
     # -- retention ------------------------------------------------------------------------------------
     # Retention is due on its own schedule and runs right after the next successful archive cycle,

@@ -8,20 +8,27 @@ the run; success and fail carry a short text body (the cycle's summary, or the e
 The URL embeds a token: it is a ``SecretStr``, and it is never logged, not even inside an
 exception message (requests puts the URL in its exceptions, so only their type is logged). A
 failed ping only warns: monitoring must never stop the archive.
+
+``Pinger.monitored`` wraps one run of an action, as borgmatic's monitoring hooks do: the one-shot
+``sms-archiver archive`` and the daemon's scheduled cycles ping the same way.
 """
 
 from __future__ import annotations
 
 import urllib.parse
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import requests
 import structlog
 from pydantic import SecretStr
 
 from archiver.config import PingSettings
+from archiver.errors import ArchiverError, CycleInterrupted
 
-__all__ = ["MAX_BODY_BYTES", "Pinger"]
+__all__ = ["MAX_BODY_BYTES", "Outcome", "Pinger"]
 
 log = structlog.get_logger()
 
@@ -43,6 +50,13 @@ def _short(text: str) -> bytes:
         return data
     # The end of a log says most about how it ended.
     return b"...\n" + data[-(MAX_BODY_BYTES - 4) :]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a monitored run reports on success: its one-paragraph summary."""
+
+    summary: str = ""
 
 
 class Pinger:
@@ -71,6 +85,26 @@ class Pinger:
 
     def fail(self, message: str) -> bool:
         return self._send("fail", "/fail", _short(message))
+
+    @contextmanager
+    def monitored(self, failure_heading: str = "") -> Iterator[Outcome]:
+        """Ping ``start``; then ``success`` with the summary the run leaves in the outcome, or ``fail``.
+
+        The error propagates. A stop (``CycleInterrupted``) is neither a success nor a failure: the
+        next run resumes the work, and its start pairs with its own end.
+        """
+        outcome = Outcome()
+        self.start()
+        try:
+            yield outcome
+        except CycleInterrupted:
+            raise
+        except Exception as error:
+            # Our own errors explain themselves; anything else needs its type to make sense.
+            message = str(error) if isinstance(error, ArchiverError) else f"{type(error).__name__}: {error}"
+            self.fail(f"{failure_heading}{message}")
+            raise
+        self.success(outcome.summary)
 
     def close(self) -> None:
         self._session.close()

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from archiver.config import PingSettings
+from archiver.errors import CycleInterrupted, StorageError
 from archiver.ping import MAX_BODY_BYTES, Pinger
 
 TOKEN = "5f1d1c1e-ping-token-DO-NOT-LEAK"
@@ -131,3 +132,35 @@ def test_no_url_means_no_ping(ping_server: PingServer) -> None:
 
 def test_repr_hides_the_url(ping_server: PingServer) -> None:
     assert TOKEN not in repr(pinger(ping_server.url))
+
+
+def test_monitored_run_pings_start_then_success_with_the_summary_it_set(ping_server: PingServer) -> None:
+    ping = pinger(ping_server.url)
+    with ping.monitored("heading\n") as outcome:
+        outcome.summary = "7 rows written"
+    assert [p.path for p in ping_server.received] == [f"/{TOKEN}/start", f"/{TOKEN}"]
+    assert ping_server.received[1].body == b"7 rows written"
+
+
+@pytest.mark.parametrize(
+    ("error", "body"),
+    [
+        (StorageError("bucket unreachable"), b"cycle failed\nbucket unreachable"),
+        (KeyError("oops"), b"cycle failed\nKeyError: 'oops'"),
+    ],
+)
+def test_monitored_run_that_raises_pings_fail_and_the_error_goes_on(
+    ping_server: PingServer, error: Exception, body: bytes
+) -> None:
+    ping = pinger(ping_server.url)
+    with pytest.raises(type(error)), ping.monitored("cycle failed\n"):
+        raise error
+    assert [p.path for p in ping_server.received] == [f"/{TOKEN}/start", f"/{TOKEN}/fail"]
+    assert ping_server.received[1].body == body
+
+
+def test_monitored_run_that_is_stopped_pings_neither_success_nor_fail(ping_server: PingServer) -> None:
+    ping = pinger(ping_server.url)
+    with pytest.raises(CycleInterrupted), ping.monitored():
+        raise CycleInterrupted("stop requested")
+    assert [p.path for p in ping_server.received] == [f"/{TOKEN}/start"]

@@ -38,6 +38,7 @@ from archiver.errors import CycleInterrupted, LeaseHeldError, ListingCutError, M
 from archiver.manifest import record_parts
 from archiver.naming import Direction
 from archiver.records import Record, parse_api_record, parse_export_row
+from archiver.services import services_at_ovh
 from archiver.source import GONE, ExportUnavailable, OvhSource
 from archiver.store import Store
 from archiver.store.state import CursorState, DoneRanges, Known, Lease, load_state, save_state
@@ -592,10 +593,6 @@ def _counts(report: DirectionReport) -> dict[str, Any]:
     return {key: getattr(report, key) for key in keys} | {"seconds": report.seconds}
 
 
-def resolve_services(settings: Settings, source: OvhSource) -> list[str]:
-    return list(settings.ovh.services) or source.list_services()
-
-
 class StopSignal(Protocol):
     """What a cycle asks to know whether to stop at its next safe point (a ``threading.Event``)."""
 
@@ -636,7 +633,7 @@ def run_archive(
     # OVH's clock, not ours: windows and cursors are compared with OVH's timestamps.
     offset = source.clock_offset_seconds()
     now = now or source.now()
-    services = resolve_services(settings, source)
+    services = services_at_ovh(settings.ovh, source)
     failed = threading.Event()
     halt = _EitherSet(stop, failed)
 
@@ -693,9 +690,7 @@ def _archive_service(
     """Archive one service's directions under its lease; a lease held elsewhere gives skipped reports."""
     reports: list[DirectionReport] = []
     try:
-        with Lease(
-            store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
-        ) as lease:
+        with Lease.on_service(store, service, settings.lease) as lease:
             for direction in settings.archive.directions:
                 if stop.is_set():
                     raise CycleInterrupted("stopped between services/directions")
@@ -737,10 +732,8 @@ def run_backfill(
     Records the cursor knows in their final state are not fetched again.
     """
     reports: list[DirectionReport] = []
-    for service in resolve_services(settings, source):
-        with Lease(
-            store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
-        ) as lease:
+    for service in services_at_ovh(settings.ovh, source):
+        with Lease.on_service(store, service, settings.lease) as lease:
             for direction in settings.archive.directions:
                 started = time.monotonic()
                 calls_before = source.total_calls

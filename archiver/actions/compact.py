@@ -29,8 +29,9 @@ from archiver.csvfile import encode_rows
 from archiver.errors import IntegrityError
 from archiver.manifest import PartEntry, load_manifest, save_manifest
 from archiver.naming import Direction
-from archiver.reader import ArchiveParts, Resolution, StoredPart, archived_services, check_part, iter_day_records
+from archiver.reader import ArchiveParts, Resolution, StoredPart, check_part, iter_day_records
 from archiver.records import COLUMNS, Record
+from archiver.services import services_to_maintain
 from archiver.store import Store
 from archiver.store.state import Lease
 from archiver.writer import put_part
@@ -126,11 +127,9 @@ def run_compact(settings: Settings, store: Store, *, now: dt.datetime | None = N
     now = now or dt.datetime.now(dt.UTC)
     cutoff = settled_before(settings, now)
     report = CompactReport()
-    services = list(settings.ovh.services) or archived_services(store)
+    services = services_to_maintain(settings.ovh, store)
     for service in services:
-        with Lease(
-            store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
-        ) as lease:
+        with Lease.on_service(store, service, settings.lease) as lease:
             for direction in settings.archive.directions:
                 index = ArchiveParts(store, service, direction)
                 by_day: dict[dt.date, list[StoredPart]] = {}

@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 
 import structlog
 
-from archiver.actions.archive import resolve_services
 from archiver.config import Settings
 from archiver.csvfile import encode_rows
 from archiver.errors import ConfigError, MalformedRecordError
@@ -37,6 +36,7 @@ from archiver.manifest import record_parts
 from archiver.naming import Direction
 from archiver.reader import StoredPart, archived_months, resolved_copies, verify_month
 from archiver.records import Record, differing_columns, parse_api_record
+from archiver.services import services_at_ovh
 from archiver.source import GONE, OvhSource
 from archiver.store import Store
 from archiver.store.layout import journal_key, month_prefix
@@ -325,10 +325,8 @@ def run_retention(
         )
     # OVH's clock, not ours: the cutoff is compared with OVH's timestamps.
     run = _Run(settings, source, store, apply=apply, now=now or source.now())
-    for service in services or resolve_services(settings, source):
-        with Lease(
-            store, service, ttl_seconds=settings.lease.ttl_seconds, wait_seconds=settings.lease.wait_seconds
-        ) as lease:
+    for service in services or services_at_ovh(settings.ovh, source):
+        with Lease.on_service(store, service, settings.lease) as lease:
             for direction in settings.retention.directions:
                 decisions = run.decide(service, direction, lease)
                 run.report.decisions.extend(decisions)

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from archiver.config import Settings
-from archiver.reader import archived_services
+from archiver.services import services_known
 from archiver.store import Store
 from archiver.store.state import load_state, read_lease
 from archiver.tables import add_columns, table_console
@@ -59,8 +59,7 @@ def run_status(settings: Settings, store: Store) -> dict[str, Any]:
     """The status as data: ``services`` (one entry per service and direction) and ``daemons``."""
     daemons = read_daemons(store)
     entries: list[dict[str, Any]] = []
-    # The configured services, and every one the archive holds (a backfill alone leaves no cursor).
-    services = sorted(set(settings.ovh.services) | set(archived_services(store)))
+    services = services_known(settings.ovh, store)
     for service in services:
         lease = read_lease(store, service)
         for direction in settings.archive.directions:

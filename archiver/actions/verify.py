@@ -14,7 +14,8 @@ counts every row of its parts.
 from __future__ import annotations
 
 from archiver.config import Settings
-from archiver.reader import ArchiveParts, MonthCheck, archived_months, archived_services, verify_month
+from archiver.reader import ArchiveParts, MonthCheck, archived_months, verify_month
+from archiver.services import services_to_maintain
 from archiver.store import Store
 
 __all__ = ["run_verify"]
@@ -28,7 +29,7 @@ def run_verify(
     months: list[tuple[int, int]] | None = None,
 ) -> list[MonthCheck]:
     """Verify every month (or the ones given) of every service (or the one given) and direction."""
-    services = [service] if service else (list(settings.ovh.services) or archived_services(store))
+    services = [service] if service else services_to_maintain(settings.ovh, store)
     checks = []
     for name in services:
         for direction in settings.archive.directions:

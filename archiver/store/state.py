@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -39,6 +39,9 @@ from archiver.errors import LeaseHeldError, PreconditionFailed, StorageError
 from archiver.naming import DIRECTIONS, Direction
 from archiver.store import Store
 from archiver.store.layout import lease_key, state_key
+
+if TYPE_CHECKING:
+    from archiver.config import LeaseSettings
 
 __all__ = [
     "CursorState",
@@ -389,6 +392,11 @@ class Lease:
         self.etag = ""
         self.info: LeaseInfo | None = None
         self._renewed_at = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+    @classmethod
+    def on_service(cls, store: Store, service: str, settings: LeaseSettings) -> Lease:
+        """The lease every action takes on a service before it touches its archive or its records at OVH."""
+        return cls(store, service, ttl_seconds=settings.ttl_seconds, wait_seconds=settings.wait_seconds)
 
     @property
     def fence(self) -> int:
