@@ -6,7 +6,7 @@ ids with ``client.get('/sms/{sn}/outgoing')``, then a plain for-loop of
 no concurrency, no retries, no rate limiting.
 
 What the benchmark adds around it: ``--endpoint`` registers the emulator's URL with python-ovh
-(it only accepts endpoint names, fact sheet section 5), ``--limit`` stops after that many records
+(python-ovh only accepts endpoint names it knows), ``--limit`` stops after that many records
 (a sample, extrapolated linearly by ``bench/run.py``: the loop is strictly sequential), and one
 JSON line on stdout tells how long the listing and the loop took.
 

@@ -34,7 +34,7 @@ from archiver.store.state import (
     read_lease,
     save_state,
 )
-from tests.test_store import s3_store
+from tests.unit.store.test_backends import s3_store
 
 if TYPE_CHECKING:
     from tests.conftest import S3Target

@@ -1,0 +1,81 @@
+"""Which services an action works on (archiver/services.py), against a local archive and the emulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from archiver.config import ArchiveSettings, OvhSettings
+from archiver.emulator import DEMO_CREDENTIALS, EmulatorServer
+from archiver.errors import ConfigError
+from archiver.records import Record, format_instant
+from archiver.services import holds_service, services_at_ovh, services_known, services_to_maintain
+from archiver.source import OvhSource
+from archiver.store import LocalStore
+from archiver.store.state import CursorState, save_state
+from archiver.writer import write_parts
+
+
+def configured(*names: str) -> OvhSettings:
+    return OvhSettings.model_construct(services=list(names))
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> LocalStore:
+    """An archive holding ``sms-parts`` (data only, as a backfill leaves it) and ``sms-cursor`` (a cursor only)."""
+    store = LocalStore(tmp_path)
+    created = dt.datetime(2025, 5, 2, 8, 0, tzinfo=dt.UTC)
+    fields = ("1", format_instant(created), "+33600000001", "", "hello", "1.0")
+    write_parts(
+        store, ArchiveSettings(timezone="UTC"), "sms-parts", "incoming", [Record("incoming", 1, created, fields, True)]
+    )
+    save_state(store, "sms-cursor", "outgoing", CursorState())
+    return store
+
+
+def test_maintenance_acts_on_the_configured_services_else_on_the_archived_ones(archive: LocalStore) -> None:
+    assert services_to_maintain(configured(), archive) == ["sms-cursor", "sms-parts"]
+    assert services_to_maintain(configured("sms-other"), archive) == ["sms-other"]
+
+
+def test_reading_commands_know_the_configured_and_the_archived_services(archive: LocalStore) -> None:
+    assert services_known(configured("sms-other"), archive) == ["sms-cursor", "sms-other", "sms-parts"]
+    assert services_known(configured(), archive, "sms-parts") == ["sms-parts"]
+    assert services_known(configured("sms-other"), archive, "sms-other") == ["sms-other"]
+
+
+def test_an_unknown_service_asked_for_is_an_error_naming_the_known_ones(archive: LocalStore) -> None:
+    with pytest.raises(ConfigError, match=r"--service sms-nope: .*known: sms-cursor, sms-parts"):
+        services_known(configured(), archive, "sms-nope")
+    with pytest.raises(ConfigError, match="holds no service yet"):
+        services_known(configured(), LocalStore(archive.directory / "empty"), "sms-nope")
+
+
+def test_holds_service_reads_data_folders_and_cursors_and_refuses_odd_names(archive: LocalStore) -> None:
+    assert holds_service(archive, "sms-parts") and holds_service(archive, "sms-cursor")
+    assert not holds_service(archive, "sms-nope")
+    assert not holds_service(archive, "../sms-parts") and not holds_service(archive, "_state")
+
+
+def test_archiving_acts_on_the_configured_services_else_on_the_accounts() -> None:
+    with EmulatorServer(**asdict(DEMO_CREDENTIALS)) as emulator:
+        emulator.add_service("sms-ab12345-1")
+        emulator.add_service("sms-cd67890-2")
+        settings = OvhSettings.model_validate(
+            {
+                "endpoint": emulator.url,
+                "application_key": DEMO_CREDENTIALS.application_key,
+                "application_secret": DEMO_CREDENTIALS.application_secret,
+                "consumer_key": DEMO_CREDENTIALS.consumer_key,
+                "max_requests_per_second": 1000,
+            }
+        )
+        with OvhSource(settings) as source:
+            assert sorted(services_at_ovh(settings, source)) == ["sms-ab12345-1", "sms-cd67890-2"]
+            calls = source.total_calls
+            chosen = settings.model_copy(update={"services": ["sms-cd67890-2"]})
+            assert services_at_ovh(chosen, source) == ["sms-cd67890-2"]
+            assert source.total_calls == calls  # configured: OVH is not asked
