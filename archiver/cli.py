@@ -36,7 +36,8 @@ from archiver.records import COLUMNS
 from archiver.services import services_known
 from archiver.source import CLOCK_TOLERANCE_SECONDS, OvhSource
 from archiver.store import LocalStore, Store, open_store
-from archiver.store.state import load_state, read_lease, reset_state
+from archiver.store.lease import read_lease
+from archiver.store.state import load_state, reset_state
 from archiver.tables import add_columns, table_console
 
 __all__ = ["EXIT_CODES", "main"]

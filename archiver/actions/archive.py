@@ -41,7 +41,8 @@ from archiver.records import Record, parse_api_record, parse_export_row
 from archiver.services import services_at_ovh
 from archiver.source import GONE, ExportUnavailable, OvhSource
 from archiver.store import Store
-from archiver.store.state import CursorState, DoneRanges, Known, Lease, load_state, save_state
+from archiver.store.lease import Lease
+from archiver.store.state import CursorState, DoneRanges, Known, load_state, save_state
 from archiver.writer import write_parts
 
 __all__ = [

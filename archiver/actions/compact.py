@@ -33,7 +33,7 @@ from archiver.reader import ArchiveParts, Resolution, StoredPart, check_part, it
 from archiver.records import COLUMNS, Record
 from archiver.services import services_to_maintain
 from archiver.store import Store
-from archiver.store.state import Lease
+from archiver.store.lease import Lease
 from archiver.writer import put_part
 
 __all__ = ["CompactReport", "compact_day", "run_compact", "settled_before"]

@@ -40,7 +40,7 @@ from archiver.services import services_at_ovh
 from archiver.source import GONE, OvhSource
 from archiver.store import Store
 from archiver.store.layout import journal_key, month_prefix
-from archiver.store.state import Lease
+from archiver.store.lease import Lease
 from archiver.writer import write_parts
 
 __all__ = ["Decision", "MonthPurge", "RetentionReport", "run_retention"]

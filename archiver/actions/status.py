@@ -16,7 +16,8 @@ from typing import Any
 from archiver.config import Settings
 from archiver.services import services_known
 from archiver.store import Store
-from archiver.store.state import load_state, read_lease
+from archiver.store.lease import read_lease
+from archiver.store.state import load_state
 from archiver.tables import add_columns, table_console
 
 __all__ = ["DAEMONS_PREFIX", "read_daemons", "run_status", "show_status"]

@@ -14,7 +14,8 @@ import pytest
 from archiver.config import load_settings
 from archiver.errors import StorageError
 from archiver.store.layout import lease_key
-from archiver.store.state import LeaseInfo, current_pid_namespace, load_state, read_lease
+from archiver.store.lease import LeaseInfo, current_pid_namespace, read_lease
+from archiver.store.state import load_state
 from tests.conftest import S3Target
 from tests.integration.helpers import (
     CREDENTIALS,

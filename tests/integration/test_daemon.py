@@ -31,7 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from archiver.actions.status import show_status
 from archiver.config import load_settings
 from archiver.store.layout import daemon_status_key, lease_key
-from archiver.store.state import LeaseInfo, load_state, read_lease
+from archiver.store.lease import LeaseInfo, read_lease
+from archiver.store.state import load_state
 from tests.integration.helpers import (
     CREDENTIALS,
     SERVICE,

@@ -26,7 +26,8 @@ from archiver.records import parse_instant
 from archiver.source import OvhSource
 from archiver.store import ObjectInfo, Store
 from archiver.store.layout import lease_key, parse_part_key
-from archiver.store.state import Lease, LeaseInfo, load_state
+from archiver.store.lease import Lease, LeaseInfo
+from archiver.store.state import load_state
 from tests.integration.helpers import (
     CREDENTIALS,
     PARIS,

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from archiver.store.state import load_state, read_lease
+from archiver.store.lease import read_lease
+from archiver.store.state import load_state
 from tests.integration.helpers import (
     SERVICE,
     Result,

@@ -18,7 +18,7 @@ from archiver.emulator import EmulatorServer, Faults, generate_sample_data
 from archiver.errors import SourceError
 from archiver.source import OvhSource
 from archiver.store.layout import lease_key
-from archiver.store.state import LeaseInfo
+from archiver.store.lease import LeaseInfo
 from tests.integration.helpers import (
     CREDENTIALS,
     api_truth,

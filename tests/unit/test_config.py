@@ -119,6 +119,6 @@ def test_unknown_key_in_toml(tmp_path: Path) -> None:
 
 
 def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
-    example = Path(__file__).parent.parent / "config" / "sms-archiver.toml"
+    example = Path(__file__).parents[2] / "config" / "sms-archiver.toml"
     settings = load_settings(example)
     assert settings.storage.url.startswith("s3://")

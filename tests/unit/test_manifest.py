@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from archiver.manifest import load_manifest
 from archiver.store import LocalStore
-from tests.test_reader import SERVICE, incoming, retrieved, write
+from tests.unit.reader.test_reader import SERVICE, incoming, retrieved, write
 
 CREATED = dt.datetime(2025, 1, 30, 22, 0, tzinfo=dt.UTC)
 

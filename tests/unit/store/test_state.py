@@ -23,17 +23,8 @@ from structlog.testing import capture_logs
 from archiver.errors import LeaseHeldError
 from archiver.store import LocalStore, S3Store, Store
 from archiver.store.layout import lease_key, state_key
-from archiver.store.state import (
-    CursorState,
-    DoneRanges,
-    Lease,
-    LeaseInfo,
-    current_pid_namespace,
-    is_stale,
-    load_state,
-    read_lease,
-    save_state,
-)
+from archiver.store.lease import Lease, LeaseInfo, current_pid_namespace, is_stale, read_lease
+from archiver.store.state import CursorState, DoneRanges, load_state, save_state
 from tests.unit.store.test_backends import s3_store
 
 if TYPE_CHECKING:
