@@ -242,7 +242,7 @@ def test_duplicate_moved_to_another_month_is_read_once_by_every_command(archived
     ],
 )
 def test_zone_less_export_times_that_paris_cannot_place(local: str, unsure: bool) -> None:
-    from archiver.actions.archive import _local_time_unsure
+    from archiver.actions.archive.direction import _local_time_unsure
 
     assert _local_time_unsure({"date": local}, PARIS) is unsure
     assert _local_time_unsure({"date": "2026-07-01 12:00:00", "deliveredAt": local}, PARIS) is unsure

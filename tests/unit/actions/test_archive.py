@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.actions.archive import CreationTimes, DirectionReport, _DirectionRun
+from archiver.actions.archive import CreationTimes, DirectionReport
+from archiver.actions.archive.direction import _DirectionRun
 from archiver.errors import ListingCutError
 from archiver.store.state import CursorState
 

@@ -1,108 +1,36 @@
-"""One archive cycle, and backfills: from the OVH API to dated CSV parts, then the cursor.
+"""Archiving one service's direction: window, listing and its proof, fetch, parts, cursor.
 
-For each service (under its lease) and direction:
-
-1. window: ``until = now - settle``; ``since = cursor - lookback`` (first run: the configured
-   start, or everything the API returns). A record created late in a window, or made visible
-   late, is still listed by a later cycle because windows overlap by the lookback.
-2. list the window's ids (one call) and diff them with the ids the cursor already knows: only new
-   ids, ids that failed to parse before, and known ids whose delivery status is not final yet
-   are fetched.
-3. fetch and parse in chunks; each chunk's records are grouped by day and written as one part
-   per day, named after its content; then the months' manifests; then a checkpoint of the state.
-4. when every chunk is durable, the cursor moves to ``until``.
-
-A crash anywhere costs a re-fetch at most: the cursor never passes data that is not durable, and
-readers keep one row per id (the newest), so a part written twice is harmless.
+See the package's docstring for the steps; docs/ovh-api.md, "Listings", for the proof of a whole listing.
 """
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import hashlib
 import math
-import threading
 import time
 import zoneinfo
-from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
-from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
+from archiver.actions.archive.listing import CreationTimes
+from archiver.actions.archive.report import DirectionReport, Progress, StopSignal, counts
 from archiver.config import Settings
-from archiver.errors import CycleInterrupted, LeaseHeldError, ListingCutError, MalformedRecordError
+from archiver.errors import CycleInterrupted, ListingCutError, MalformedRecordError
 from archiver.manifest import record_parts
 from archiver.naming import Direction
 from archiver.records import Record, parse_api_record, parse_export_row
-from archiver.services import services_at_ovh
 from archiver.source import GONE, ExportUnavailable, OvhSource
 from archiver.store import Store
 from archiver.store.lease import Lease
 from archiver.store.state import CursorState, DoneRanges, Known, load_state, save_state
 from archiver.writer import write_parts
 
-__all__ = [
-    "DirectionReport",
-    "Progress",
-    "every_service_held",
-    "row_digest",
-    "run_archive",
-    "run_backfill",
-]
+__all__ = ["archive_direction", "row_digest"]
 
 log = structlog.get_logger()
-
-
-class Progress(Protocol):
-    """What the CLI's progress bar needs to hear (the daemon passes a silent one)."""
-
-    def start(self, description: str, total: int) -> None: ...
-    def advance(self, count: int) -> None: ...
-    def finish(self) -> None: ...
-
-
-class SilentProgress:
-    def start(self, description: str, total: int) -> None:
-        pass
-
-    def advance(self, count: int) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-
-@dataclass(slots=True)
-class DirectionReport:
-    """What one cycle did for one service and direction."""
-
-    service: str
-    direction: Direction
-    since: str | None = None
-    until: str | None = None
-    listed: int = 0
-    fetched: int = 0
-    rechecked: int = 0
-    rows_written: int = 0
-    parts_written: int = 0
-    malformed: int = 0
-    gone: int = 0
-    from_export: int = 0  # rows taken from OVH's CSV export (fetch = export)
-    listings: int = 0  # id listings made, the extra ones that prove a listing whole included
-    unsettled: int = 0  # SMS whose status was still not final when the lookback ended: archived as they were
-    clock_offset_seconds: int = 0  # OVH's clock minus ours
-    skipped: str = ""  # why this service was left to another instance this cycle (its lease is held)
-    api_calls: int = 0
-    seconds: float = 0.0
-    finished_at: str = ""
-    errors: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def row_digest(record: Record) -> str:
@@ -128,43 +56,6 @@ def _local_time_unsure(row: Mapping[str, str], zone: zoneinfo.ZoneInfo) -> bool:
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-class CreationTimes:
-    """The creation instants of the records of listings being proven whole, as they are fetched.
-
-    Compact on purpose (a first run lists every id of the history): each listing's ids sorted, with
-    an array of instants beside them (unix seconds; NaN until fetched).
-    """
-
-    def __init__(self, ids: Iterable[int] = ()) -> None:
-        self.groups: list[tuple[list[int], array[float]]] = []
-        self.track(ids)
-
-    def track(self, ids: Iterable[int]) -> None:
-        ordered = sorted(set(ids))
-        self.groups.append((ordered, array("d", [math.nan]) * len(ordered)))
-
-    def _find(self, sms_id: int) -> tuple[array[float], int] | None:
-        for ordered, instants in self.groups:
-            index = bisect.bisect_left(ordered, sms_id)
-            if index < len(ordered) and ordered[index] == sms_id:
-                return instants, index
-        return None
-
-    def __contains__(self, sms_id: object) -> bool:
-        return isinstance(sms_id, int) and self._find(sms_id) is not None
-
-    def note(self, sms_id: int, created: float) -> None:
-        found = self._find(sms_id)
-        if found is not None:
-            found[0][found[1]] = created
-
-    def get(self, sms_id: int) -> float | None:
-        found = self._find(sms_id)
-        if found is None or math.isnan(found[0][found[1]]):
-            return None
-        return found[0][found[1]]
 
 
 class _DirectionRun:
@@ -574,206 +465,5 @@ def archive_direction(
     run.report.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     state.last_cycle = run.report.as_dict()
     save_state(store, service, direction, state, lease=lease)
-    run.log.info("cursor_advanced", cursor=until.isoformat(), **_counts(run.report))
+    run.log.info("cursor_advanced", cursor=until.isoformat(), **counts(run.report))
     return run.report
-
-
-def _counts(report: DirectionReport) -> dict[str, Any]:
-    keys = (
-        "listed",
-        "fetched",
-        "rechecked",
-        "rows_written",
-        "parts_written",
-        "malformed",
-        "gone",
-        "unsettled",
-        "listings",
-        "api_calls",
-    )
-    return {key: getattr(report, key) for key in keys} | {"seconds": report.seconds}
-
-
-class StopSignal(Protocol):
-    """What a cycle asks to know whether to stop at its next safe point (a ``threading.Event``)."""
-
-    def is_set(self) -> bool: ...
-
-
-class _EitherSet:
-    """Set when either signal is: the caller's stop, or a failure of another service of the cycle."""
-
-    def __init__(self, *signals: StopSignal | None) -> None:
-        self.signals = [signal for signal in signals if signal is not None]
-
-    def is_set(self) -> bool:
-        return any(signal.is_set() for signal in self.signals)
-
-
-def run_archive(
-    settings: Settings,
-    source: OvhSource,
-    store: Store,
-    *,
-    now: dt.datetime | None = None,
-    progress: Progress | None = None,
-    stop: StopSignal | None = None,
-) -> list[DirectionReport]:
-    """Archive every configured service and direction once; raise the first failure.
-
-    Up to ``archive.service_concurrency`` services at once (one at a time with a ``progress`` to
-    show), under the source's one rate limiter. A
-    service whose lease another live instance holds (or takes over mid-way) is left to it for this
-    cycle: reported (``service_skipped``, a report with ``skipped``) and the cycle goes on with the
-    others, so several instances on one bucket share the services (``every_service_held`` tells when
-    they held them all). A failure stops the other services at their next safe point, and leaves each
-    cursor where its last durable data put it. ``stop`` (set by a signal handler) ends the cycle at the
-    next safe point with ``CycleInterrupted``. Reports come in service order; with several services at
-    once, a report's ``api_calls`` counts every call made while it ran.
-    """
-    # OVH's clock, not ours: windows and cursors are compared with OVH's timestamps.
-    offset = source.clock_offset_seconds()
-    now = now or source.now()
-    services = services_at_ovh(settings.ovh, source)
-    failed = threading.Event()
-    halt = _EitherSet(stop, failed)
-
-    def one_service(service: str) -> list[DirectionReport]:
-        try:
-            return _archive_service(settings, source, store, service, now=now, progress=progress, stop=halt)
-        except BaseException:
-            failed.set()  # the others stop at their next safe point
-            raise
-
-    # A progress bar follows one service at a time: at a terminal, services take turns.
-    workers = 1 if progress is not None else max(1, min(settings.archive.service_concurrency, len(services)))
-    if workers == 1:
-        per_service = [one_service(service) for service in services]
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="service") as pool:
-            futures = [pool.submit(one_service, service) for service in services]
-            wait(futures)
-        errors = [error for future in futures if (error := future.exception()) is not None]
-        if errors:
-            # The first real failure, not the interruptions it caused in the other services.
-            raise next((error for error in errors if not isinstance(error, CycleInterrupted)), errors[0])
-        per_service = [future.result() for future in futures]
-    reports = [report for service_reports in per_service for report in service_reports]
-    for report in reports:
-        report.clock_offset_seconds = offset
-    return reports
-
-
-def every_service_held(reports: Sequence[DirectionReport]) -> str | None:
-    """Why a cycle did nothing because other instances held every service (None if it did something).
-
-    The one-shot command turns this into exit status 75; a daemon in a fleet takes it as a cycle
-    done: the others are archiving.
-    """
-    if not reports or not all(report.skipped for report in reports):
-        return None
-    held = sorted({report.service for report in reports})
-    if len(held) == 1:
-        return reports[0].skipped
-    return f"every service is being archived by other instances ({', '.join(held)}); nothing to do this cycle"
-
-
-def _archive_service(
-    settings: Settings,
-    source: OvhSource,
-    store: Store,
-    service: str,
-    *,
-    now: dt.datetime,
-    progress: Progress | None,
-    stop: StopSignal,
-) -> list[DirectionReport]:
-    """Archive one service's directions under its lease; a lease held elsewhere gives skipped reports."""
-    reports: list[DirectionReport] = []
-    try:
-        with Lease.on_service(store, service, settings.lease) as lease:
-            for direction in settings.archive.directions:
-                if stop.is_set():
-                    raise CycleInterrupted("stopped between services/directions")
-                reports.append(
-                    archive_direction(
-                        settings,
-                        source,
-                        store,
-                        service,
-                        direction,
-                        lease=lease,
-                        now=now,
-                        progress=progress or SilentProgress(),
-                        stop=stop,
-                    )
-                )
-    except LeaseHeldError as error:
-        log.warning("service_skipped", service=service, reason=str(error))
-        finished = {report.direction for report in reports}
-        reports.extend(
-            DirectionReport(service, direction, skipped=str(error))
-            for direction in settings.archive.directions
-            if direction not in finished
-        )
-    return reports
-
-
-def run_backfill(
-    settings: Settings,
-    source: OvhSource,
-    store: Store,
-    *,
-    since: dt.datetime,
-    until: dt.datetime,
-    progress: Progress | None = None,
-) -> list[DirectionReport]:
-    """Archive every record created in ``[since, until]`` without touching the cursor.
-
-    Records the cursor knows in their final state are not fetched again.
-    """
-    reports: list[DirectionReport] = []
-    for service in services_at_ovh(settings.ovh, source):
-        with Lease.on_service(store, service, settings.lease) as lease:
-            for direction in settings.archive.directions:
-                started = time.monotonic()
-                calls_before = source.total_calls
-                run = _DirectionRun(
-                    settings,
-                    source,
-                    store,
-                    service,
-                    direction,
-                    lease=lease,
-                    progress=progress or SilentProgress(),
-                )
-                cursor_state = load_state(store, service, direction)
-                # A scratch state: known final records are skipped, nothing is saved.
-                scratch = CursorState(
-                    known={k: v for k, v in cursor_state.known.items() if v.final},
-                    largest_listing=cursor_state.largest_listing,
-                    listing_cap_seen=cursor_state.listing_cap_seen,
-                )
-                listed = run.list_ids(since, until, scratch)
-                run.remember_from = float("inf")  # the scratch state is thrown away: remember nothing
-                lookback = dt.timedelta(hours=settings.archive.lookback_hours)
-                run.unsettled_before = (source.now() - lookback).timestamp()
-                if run.may_be_cut(listed, scratch):
-                    run.times = CreationTimes(listed)
-                todo = sorted(set(listed) - scratch.known.keys())
-                run.report.since, run.report.until = since.isoformat(), until.isoformat()
-                run.report.listed = len(listed)
-                run.fetch_and_write(todo, scratch, checkpoint=None, window=(since, until))
-
-                def fetch_missing(ids: list[int], run: _DirectionRun = run, scratch: CursorState = scratch) -> None:
-                    run.fetch_and_write(ids, scratch, checkpoint=None)
-                    run.report.listed += len(ids)
-
-                run.prove_whole((since, until), listed, scratch, fetch_missing)
-                run.report.api_calls = source.total_calls - calls_before
-                run.report.seconds = round(time.monotonic() - started, 3)
-                if run.report.unsettled:
-                    run.log.info("status_unsettled", count=run.report.unsettled, kept_as="the last status, archived")
-                run.log.info("backfill_done", **_counts(run.report))
-                reports.append(run.report)
-    return reports
