@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import structlog
 
-from archiver.actions.archive.direction import _DirectionRun, archive_direction
-from archiver.actions.archive.listing import CreationTimes
-from archiver.actions.archive.report import DirectionReport, Progress, SilentProgress, StopSignal, counts
+from archiver.actions.archive.direction import archive_direction, backfill_direction
+from archiver.actions.archive.report import DirectionReport, Progress, SilentProgress, StopSignal
 from archiver.config import Settings
 from archiver.errors import CycleInterrupted, LeaseHeldError
 from archiver.services import services_at_ovh
 from archiver.source import OvhSource
 from archiver.store import Store
 from archiver.store.lease import Lease
-from archiver.store.state import CursorState, load_state
 
 __all__ = ["every_service_held", "run_archive", "run_backfill"]
 
@@ -162,44 +159,17 @@ def run_backfill(
     for service in services_at_ovh(settings.ovh, source):
         with Lease.on_service(store, service, settings.lease) as lease:
             for direction in settings.archive.directions:
-                started = time.monotonic()
-                calls_before = source.total_calls
-                run = _DirectionRun(
-                    settings,
-                    source,
-                    store,
-                    service,
-                    direction,
-                    lease=lease,
-                    progress=progress or SilentProgress(),
+                reports.append(
+                    backfill_direction(
+                        settings,
+                        source,
+                        store,
+                        service,
+                        direction,
+                        lease=lease,
+                        since=since,
+                        until=until,
+                        progress=progress or SilentProgress(),
+                    )
                 )
-                cursor_state = load_state(store, service, direction)
-                # A scratch state: known final records are skipped, nothing is saved.
-                scratch = CursorState(
-                    known={k: v for k, v in cursor_state.known.items() if v.final},
-                    largest_listing=cursor_state.largest_listing,
-                    listing_cap_seen=cursor_state.listing_cap_seen,
-                )
-                listed = run.list_ids(since, until, scratch)
-                run.remember_from = float("inf")  # the scratch state is thrown away: remember nothing
-                lookback = dt.timedelta(hours=settings.archive.lookback_hours)
-                run.unsettled_before = (source.now() - lookback).timestamp()
-                if run.may_be_cut(listed, scratch):
-                    run.times = CreationTimes(listed)
-                todo = sorted(set(listed) - scratch.known.keys())
-                run.report.since, run.report.until = since.isoformat(), until.isoformat()
-                run.report.listed = len(listed)
-                run.fetch_and_write(todo, scratch, checkpoint=None, window=(since, until))
-
-                def fetch_missing(ids: list[int], run: _DirectionRun = run, scratch: CursorState = scratch) -> None:
-                    run.fetch_and_write(ids, scratch, checkpoint=None)
-                    run.report.listed += len(ids)
-
-                run.prove_whole((since, until), listed, scratch, fetch_missing)
-                run.report.api_calls = source.total_calls - calls_before
-                run.report.seconds = round(time.monotonic() - started, 3)
-                if run.report.unsettled:
-                    run.log.info("status_unsettled", count=run.report.unsettled, kept_as="the last status, archived")
-                run.log.info("backfill_done", **counts(run.report))
-                reports.append(run.report)
     return reports
