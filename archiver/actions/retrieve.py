@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from archiver.errors import ConfigError
 from archiver.naming import Direction
-from archiver.reader import ArchiveParts, copy_part_body, day_clusters, iter_day_records
+from archiver.reader import ArchiveParts, copy_part_body, day_clusters, day_rows, iter_day_records
 from archiver.records import COLUMNS, Record
 from archiver.store import Store
 
@@ -99,6 +99,12 @@ def run_retrieve(
                     if copy_part_body(store, parts[0], raw, delimiter=fmt.delimiter):
                         count += rows
                         continue
+                # Overlapping parts: sorted as stored bytes when they fit in memory, else merged as records.
+                if verbatim and (merged := day_rows(store, parts, direction, resolution, delimiter=fmt.delimiter)):
+                    text.flush()
+                    raw.write(b"".join(merged))
+                    count += len(merged)
+                    continue
                 for record in iter_day_records(store, parts, direction, resolution):
                     if fmt.filters and not _matches(record, fmt.filters):
                         continue

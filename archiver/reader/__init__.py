@@ -12,6 +12,7 @@ from archiver.reader.check import MonthCheck, Problem, check_part, verify_month
 from archiver.reader.newest import (
     ArchiveParts,
     Resolution,
+    day_rows,
     iter_day_records,
     iter_day_sources,
     iter_records,
@@ -41,6 +42,7 @@ __all__ = [
     "check_part",
     "copy_part_body",
     "day_clusters",
+    "day_rows",
     "iter_day_records",
     "iter_day_sources",
     "iter_records",

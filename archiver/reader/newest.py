@@ -30,7 +30,6 @@ import gzip
 import heapq
 import io
 import itertools
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -41,11 +40,20 @@ from archiver.errors import IntegrityError, StorageError
 from archiver.manifest import load_manifest
 from archiver.naming import Direction
 from archiver.reader.parts import READ_WHOLE_BELOW, StoredPart, id_range, listed_parts, open_part, stored_part
+from archiver.reader.rows import scanned_ids, stored_rows
 from archiver.records import COLUMNS, Record, record_from_row
 from archiver.store import ObjectInfo, Store
 from archiver.store.layout import PartKey, parse_part_key, service_prefix
 
-__all__ = ["ArchiveParts", "Resolution", "iter_day_records", "iter_day_sources", "iter_records", "resolved_copies"]
+__all__ = [
+    "ArchiveParts",
+    "Resolution",
+    "day_rows",
+    "iter_day_records",
+    "iter_day_sources",
+    "iter_records",
+    "resolved_copies",
+]
 
 
 def _part_records(store: Store, stored: StoredPart, direction: Direction) -> Iterator[Record]:
@@ -123,8 +131,8 @@ def _part_ids(store: Store, stored: StoredPart, direction: Direction) -> list[in
                 data = gzip.decompress(data)
         except (OSError, EOFError) as error:
             raise IntegrityError(f"{key}: unreadable ({error})") from None
-        ids = _scanned_ids(data, COLUMNS[direction][0])
-        if ids is not None and len(ids) == stored.rows:
+        ids = scanned_ids(data, COLUMNS[direction][0], stored.rows)
+        if ids is not None:
             return ids
     stream = open_part(store, stored)
     try:
@@ -138,29 +146,6 @@ def _part_ids(store: Store, stored: StoredPart, direction: Direction) -> list[in
         raise IntegrityError(f"{key}: unreadable ids ({error})") from None
     finally:
         stream.close()
-
-
-def _scanned_ids(data: bytes, first_column: str) -> list[int] | None:
-    """The ids of a part's bytes without a CSV parse: each row starts after a line end outside quotes.
-
-    Parts are written with ``\\r\\n`` line ends and quotes only around fields (doubled inside), so
-    a line end is a row's end exactly when the quotes before it are even in number. The caller
-    checks the count against the manifest's and parses the CSV if it differs (None: no header).
-    """
-    header = first_column.encode()
-    if not data.startswith(header) or len(data) <= len(header):
-        return None
-    delimiter = data[len(header) : len(header) + 1]
-    ids = []
-    quotes = 0
-    last = 0
-    for match in re.finditer(rb"\r\n([0-9]+)" + re.escape(delimiter), data):
-        start = match.start()
-        quotes += data.count(b'"', last, start)
-        last = start
-        if not quotes % 2:
-            ids.append(int(match[1]))
-    return ids
 
 
 class ArchiveParts:
@@ -273,6 +258,58 @@ def iter_day_sources(
         if sms_id != last_id:
             last_id = sms_id
             yield record, ranked[rank]
+
+
+# A day whose parts hold less than this is sorted in memory (``day_rows``); a larger one is merged
+# part by part (``iter_day_sources``), which holds one row per part whatever the day's size.
+SORT_DAY_BELOW = 32 * 1024 * 1024
+
+
+def day_rows(
+    store: Store, parts: list[StoredPart], direction: Direction, resolution: Resolution, *, delimiter: str
+) -> list[bytes] | None:
+    """What ``iter_day_records`` gives, as the rows' stored bytes (each with its line end), parsed no further.
+
+    The same rule and order: one row per id, its newest version, by (creation instant, id). Parts are
+    written in one CSV dialect, so a stored row is the bytes ``retrieve`` would write for it. None,
+    having read nothing or little, when that cannot be relied on: a day too large to hold, a part
+    written with another delimiter, or rows that do not count up to what the manifest recorded.
+    """
+    if sum(stored.info.size for stored in parts) >= SORT_DAY_BELOW:
+        return None
+    ranked = sorted(parts, key=lambda stored: stored.version, reverse=True)  # rank 0: the newest part
+    keyed: list[tuple[dt.datetime, int, int, bytes]] = []
+    for rank, stored in enumerate(ranked):
+        rows = stored_rows(_part_bytes(store, stored), COLUMNS[direction], delimiter, stored.rows)
+        if rows is None:
+            return None
+        keyed += [(created, sms_id, rank, row) for created, sms_id, row in rows]
+    # Timsort merges the parts' sorted runs; (instant, id, rank) is unique, so rows are never compared.
+    keyed.sort()
+    # ``Resolution.keeps`` inlined: this loop runs once per row of the day.
+    winners = resolution.winners
+    keys = [stored.info.key for stored in ranked]
+    kept: list[bytes] = []
+    last_id: int | None = None
+    for _created, sms_id, rank, row in keyed:
+        if sms_id == last_id:
+            continue  # an older version of the row just kept
+        winner = winners.get(sms_id)
+        if winner is not None and winner != keys[rank]:
+            continue  # a newer version of this id is stored elsewhere, maybe in another day or month
+        last_id = sms_id
+        kept.append(row)
+    return kept
+
+
+def _part_bytes(store: Store, stored: StoredPart) -> bytes:
+    data = store.get(stored.info.key)
+    if stored.part.compressed:
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise IntegrityError(f"{stored.info.key}: unreadable ({error})") from None
+    return data
 
 
 def resolved_copies(

@@ -168,7 +168,7 @@ nasty_text = st.text(alphabet=st.sampled_from(['"', ";", "\t", "\r", "\n", "1", 
 )
 def test_ids_scanned_without_a_csv_parse_equal_the_parsed_ones(messages: list[str], delimiter: str) -> None:
     """Messages with quotes, line breaks, delimiters and digits after a line break do not fool the scan."""
-    from archiver.reader.newest import _scanned_ids
+    from archiver.reader.rows import scanned_ids
 
     rows = [
         (str(1000 + index), "2025-01-30T22:00:00+00:00", message, "", message, "1.0")
@@ -177,4 +177,6 @@ def test_ids_scanned_without_a_csv_parse_equal_the_parsed_ones(messages: list[st
     encoded = encode_rows(COLUMNS["incoming"], rows, delimiter=delimiter)
     parsed = list(csv.reader(io.StringIO(encoded.data.decode(), newline=""), delimiter=delimiter))[1:]
     assert [row[2] for row in parsed] == messages
-    assert _scanned_ids(encoded.data, "id") == [int(row[0]) for row in parsed]
+    ids = scanned_ids(encoded.data, "id", len(rows))
+    # None sends the reader to a real parse: allowed only when a message looks like a row's start.
+    assert ids == [int(row[0]) for row in parsed] or (ids is None and any("\r\n" in m for m in messages))

@@ -1,0 +1,100 @@
+"""Rows found in a part's bytes without a CSV parse: right, or refused, never wrong.
+
+The adversary is the message: it may hold quotes, line breaks, delimiters, and text made to look
+like the start of a row. The rule under test (archiver/reader/rows.py): matches count as rows only
+when they number what the manifest recorded; a look-alike makes them too many, and the reader parses.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from archiver.config import ArchiveSettings
+from archiver.csvfile import encode_rows
+from archiver.manifest import record_parts
+from archiver.reader import ArchiveParts, day_rows, iter_day_records
+from archiver.reader.rows import stored_rows
+from archiver.records import COLUMNS, Record, format_instant
+from archiver.store import LocalStore
+from archiver.writer import write_parts
+
+CREATED = "2025-01-30T22:00:00+00:00"
+LOOK_ALIKE = f"\r\n999;{CREATED};"
+message_text = st.lists(
+    st.sampled_from(['"', ";", ",", "\r", "\n", "1", "9", "a", "é", "😊", " ", LOOK_ALIKE]), max_size=30
+).map("".join)
+
+
+def incoming_rows(messages: list[str]) -> list[tuple[str, ...]]:
+    return [(str(1000 + index), CREATED, "+33600000001", "", message, "1.0") for index, message in enumerate(messages)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages=st.lists(message_text, min_size=1, max_size=12), delimiter=st.sampled_from([";", ",", "\t"]))
+def test_stored_rows_are_the_parsed_rows_or_none(messages: list[str], delimiter: str) -> None:
+    rows = incoming_rows(messages)
+    data = encode_rows(COLUMNS["incoming"], rows, delimiter=delimiter).data
+    found = stored_rows(data, COLUMNS["incoming"], delimiter, len(rows))
+    if found is None:
+        assert any(delimiter == ";" and LOOK_ALIKE in message for message in messages)  # refused: a look-alike
+        return
+    assert [(sms_id, created) for created, sms_id, _row in found] == [
+        (int(row[0]), dt.datetime.fromisoformat(row[1])) for row in rows
+    ]
+    assert b"".join(row for _created, _id, row in found) == data[data.index(b"\r\n") + 2 :]
+    for (_created, _id, row), original in zip(found, rows, strict=True):
+        [parsed] = list(csv.reader(io.StringIO(row.decode(), newline=""), delimiter=delimiter))
+        assert tuple(parsed) == original
+
+
+def test_a_look_alike_row_start_in_a_message_is_refused_not_taken_for_a_row() -> None:
+    rows = incoming_rows(["hello", f"fake{LOOK_ALIKE}row", "bye"])
+    data = encode_rows(COLUMNS["incoming"], rows).data
+    assert stored_rows(data, COLUMNS["incoming"], ";", 3) is None
+    assert stored_rows(data, COLUMNS["incoming"], ";", None) is None  # no count recorded: not relied on
+
+
+def test_another_delimiter_or_header_is_refused() -> None:
+    data = encode_rows(COLUMNS["incoming"], incoming_rows(["hello"]), delimiter=",").data
+    assert stored_rows(data, COLUMNS["incoming"], ";", 1) is None
+    assert stored_rows(data, COLUMNS["outgoing"], ",", 1) is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    writes=st.lists(
+        st.lists(st.tuples(st.integers(1, 40), st.integers(0, 5), message_text), min_size=1, max_size=15),
+        min_size=1,
+        max_size=5,
+    )
+)
+@example(writes=[[(1, 0, "first")], [(1, 3, "a later version, another instant")]])
+def test_a_day_sorted_as_bytes_equals_the_day_merged_as_records(tmp_path_factory, writes) -> None:  # type: ignore[no-untyped-def]
+    """Several writes of one day, ids repeated across them (late statuses): both readers agree, byte for byte."""
+    store = LocalStore(tmp_path_factory.mktemp("rows"))
+    base = dt.datetime(2025, 3, 10, 8, 0, tzinfo=dt.UTC)
+    archive = ArchiveSettings(timezone="UTC")
+    for write in writes:
+        records = {}
+        for sms_id, minute, message in write:
+            created = base + dt.timedelta(minutes=minute)
+            fields = (str(sms_id), format_instant(created), "+33600000001", "", message, "1.0")
+            records[sms_id] = Record("incoming", sms_id, created, fields, True)
+        record_parts(
+            store, "sms-rows-1", "incoming", write_parts(store, archive, "sms-rows-1", "incoming", records.values())
+        )
+    index = ArchiveParts(store, "sms-rows-1", "incoming")
+    resolution = index.resolution()
+    [(_day, parts)] = index.days(2025, 3)
+    merged = [record.fields for record in iter_day_records(store, parts, "incoming", resolution)]
+    expected = encode_rows(COLUMNS["incoming"], merged).data.split(b"\r\n", 1)[1]
+    sorted_rows = day_rows(store, parts, "incoming", resolution, delimiter=";")
+    if sorted_rows is None:
+        assert any(LOOK_ALIKE in message for write in writes for _i, _m, message in write)
+        return
+    assert b"".join(sorted_rows) == expected
