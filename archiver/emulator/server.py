@@ -158,6 +158,9 @@ class Faults:
     export_date_zone: str | None = None
     # What the export's ``date`` column holds: the creation time (assumed) or the send time (UNKNOWN).
     export_date_field: Literal["creationDatetime", "sentAt"] = "creationDatetime"
+    # Answer API JSON with every non-ASCII character as a ``\\uXXXX`` escape, as JSON servers may:
+    # a client must read both forms the same.
+    json_ascii_only: bool = False
 
 
 class RequestStats:
@@ -755,6 +758,8 @@ class EmulatorServer:
         reply = self._answer(route, request, params, handler)
         self.stats.record(method, template, _DROPPED if reply is None else reply.status)
         if reply is not None:
+            if self.faults.json_ascii_only:
+                reply = _ascii_only(reply)
             reply = _Reply(
                 reply.status,
                 reply.body,
@@ -1119,6 +1124,18 @@ def _truncated(body: bytes) -> bytes:
     except ValueError:
         return half
     return b""
+
+
+def _ascii_only(reply: _Reply) -> _Reply:
+    """The reply re-encoded with every non-ASCII character escaped, if it is well-formed JSON."""
+    if not reply.is_json:
+        return reply
+    try:
+        payload = json.loads(reply.body)
+    except ValueError:  # a truncated body stays as cut
+        return reply
+    body = json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    return _Reply(reply.status, body, reply.content_type, reply.headers, reply.is_json)
 
 
 # --- standalone command ----------------------------------------------------------------------------
