@@ -30,7 +30,7 @@ from archiver.emulator import (
     generate_sample_data,
 )
 from archiver.emulator.data import PARIS, format_api_datetime, sms_parts
-from archiver.emulator.server import _Collection
+from archiver.emulator.memory_store import Collection
 
 SERVICE = "sms-test12345-1"
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=PARIS)
@@ -576,7 +576,7 @@ def test_sms_parts(message: str, parts: int) -> None:
     high=st.integers(min_value=-1, max_value=51),
 )
 def test_collection_range_index_matches_a_scan(epochs: list[int], removals: list[int], low: int, high: int) -> None:
-    collection = _Collection()
+    collection = Collection()
     base = datetime(2026, 1, 1, tzinfo=PARIS)
     ids = list(range(len(epochs)))
     random.Random(len(epochs)).shuffle(ids)  # insertion order unrelated to time
