@@ -170,4 +170,4 @@ def cap_listing(ids: list[int], faults: Faults) -> list[int]:
     cap = faults.listing_cap
     if cap is None or len(ids) <= cap:
         return ids
-    return ids[-cap:] if faults.listing_cap_keep == "newest" else ids[:cap]
+    return ids[len(ids) - cap :] if faults.listing_cap_keep == "newest" else ids[:cap]

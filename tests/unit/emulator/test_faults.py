@@ -200,3 +200,9 @@ def test_a_capped_listing_keeps_the_newest_or_the_oldest() -> None:
     oldest_first = [10, 11, 12, 13, 14]
     assert cap_listing(oldest_first, Faults(listing_cap=2)) == [13, 14]
     assert cap_listing(oldest_first, Faults(listing_cap=2, listing_cap_keep="oldest")) == [10, 11]
+
+
+@pytest.mark.parametrize("keep", ["newest", "oldest"])
+def test_a_cap_of_zero_keeps_no_id(keep: str) -> None:
+    """``ids[-0:]`` is the whole list: a cap of 0 used to serve every id when keeping the newest."""
+    assert cap_listing([10, 11, 12], Faults(listing_cap=0, listing_cap_keep=keep)) == []
