@@ -30,7 +30,7 @@ from archiver.emulator import (
     generate_sample_data,
 )
 from archiver.emulator.data import PARIS, format_api_datetime, sms_parts
-from archiver.emulator.server import _Collection
+from archiver.emulator.memory_store import Collection
 
 SERVICE = "sms-test12345-1"
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=PARIS)
@@ -423,6 +423,18 @@ def test_malformed_json_fault(server: EmulatorServer, client: ovh.Client) -> Non
         client.get(f"/sms/{SERVICE}/outgoing/{any_outgoing_id(server)}")
 
 
+def test_ascii_only_json_escapes_every_non_ascii_character(server: EmulatorServer, client: ovh.Client) -> None:
+    server.add_outgoing(SERVICE, outgoing_record(77, "2026-05-14T10:00:00+02:00", message="caf\u00e9 \U0001f600"))
+    path = f"/sms/{SERVICE}/outgoing/77"
+    plain = client.raw_call("GET", path)
+    assert "caf\u00e9 \U0001f600".encode() in plain.content
+    server.faults.json_ascii_only = True
+    escaped = client.raw_call("GET", path)
+    assert escaped.content.isascii() and b"caf\\u00e9 \\ud83d\\ude00" in escaped.content
+    assert escaped.json() == plain.json()
+    assert escaped.headers["X-Ovh-QueryId"] != plain.headers["X-Ovh-QueryId"]
+
+
 def test_latency_fault(server: EmulatorServer, client: ovh.Client) -> None:
     client.get("/sms")
     server.faults.latency_seconds = 0.2
@@ -564,7 +576,7 @@ def test_sms_parts(message: str, parts: int) -> None:
     high=st.integers(min_value=-1, max_value=51),
 )
 def test_collection_range_index_matches_a_scan(epochs: list[int], removals: list[int], low: int, high: int) -> None:
-    collection = _Collection()
+    collection = Collection()
     base = datetime(2026, 1, 1, tzinfo=PARIS)
     ids = list(range(len(epochs)))
     random.Random(len(epochs)).shuffle(ids)  # insertion order unrelated to time

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from archiver.emulator.server import serve_forever_cli
+from archiver.emulator.cli import serve_forever_cli
 
 if __name__ == "__main__":
     sys.exit(serve_forever_cli())

@@ -1,7 +1,7 @@
 """Sample SMS history in the exact JSON shape of OVH API v1, and the CSV export renderings.
 
 Everything here is pure and deterministic for a given seed and ``now``, so tests and the demo can
-rely on the same data run after run. The shapes follow the fact sheet (docs/ovh-sms-api.md):
+rely on the same data run after run. The shapes follow docs/ovh-api.md:
 ``sms.Outgoing`` and ``sms.Incoming`` objects, datetimes as ISO 8601 strings with the Paris offset.
 """
 
@@ -46,7 +46,7 @@ OUTGOING_CSV_HEADER = (
     "sentAt",
     "deliveredAt",
 )
-# ASSUMPTION: no example of the incoming CSV was found (fact sheet section 2, UNKNOWN); this column
+# ASSUMPTION: no example of the incoming CSV was found (docs/ovh-api.md, "CSV export": UNKNOWN); this column
 # set mirrors the sms.Incoming object so that clients at least exercise "parse by header name".
 INCOMING_CSV_HEADER = ("id", "date", "sender", "tag", "message", "credits")
 
@@ -126,7 +126,7 @@ def _export_date(record: Mapping[str, Any], field: str, zone: ZoneInfo) -> str:
 def outgoing_csv(
     records: Iterable[Mapping[str, Any]], *, zone: ZoneInfo = PARIS, date_field: str = "creationDatetime"
 ) -> bytes:
-    """Render outgoing records as the export CSV (fact sheet section 2).
+    """Render outgoing records as the export CSV (docs/ovh-api.md, "CSV export").
 
     Text columns (sender, descriptionDlr, tag, message) are always quoted with inner quotes doubled
     and raw newlines kept; id, date, receiver, ptt and operatorCode are not quoted.

@@ -20,7 +20,6 @@ import datetime as dt
 import gzip
 import io
 import itertools
-import json
 import logging
 import os
 import shutil
@@ -447,13 +446,7 @@ def test_lone_surrogate_escaped_in_json_is_reported_and_skipped(
     roundtrip: RoundTrip, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same, with the emulator answering as a JSON server must: ``\\ud83d`` as an escape sequence."""
-    import archiver.emulator.server as server
-
-    def ascii_json_reply(status: int, payload: object, headers: tuple[tuple[str, str], ...] = ()) -> Any:
-        body = json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-        return server._Reply(status, body, headers=headers)
-
-    monkeypatch.setattr(server, "_json_reply", ascii_json_reply)
+    monkeypatch.setattr(roundtrip.emulator.faults, "json_ascii_only", True)
     service, settings_, good, bad_id = _corrupt_with_surrogates(roundtrip, max_retries=0)
     _check_surrogate_skipped(roundtrip, service, settings_, good, bad_id)
 

@@ -81,12 +81,12 @@ def test_emulator_export_gives_each_answer_for_date(faults: dict[str, Any], expe
 
 
 def test_emulator_command_takes_the_export_date_options() -> None:
-    from archiver.emulator.server import _build_parser
+    from archiver.emulator.cli import build_parser
 
-    options = _build_parser().parse_args(["--export-date-zone", "UTC", "--export-date-field", "sentAt"])
+    options = build_parser().parse_args(["--export-date-zone", "UTC", "--export-date-field", "sentAt"])
     assert (options.export_date_zone, options.export_date_field) == ("UTC", "sentAt")
     with pytest.raises(SystemExit):
-        _build_parser().parse_args(["--export-date-field", "deliveredAt"])
+        build_parser().parse_args(["--export-date-field", "deliveredAt"])
 
 
 def retrieve_everything(
