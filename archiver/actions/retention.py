@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import structlog
@@ -34,7 +33,7 @@ from archiver.csvfile import encode_rows
 from archiver.errors import ConfigError, MalformedRecordError
 from archiver.manifest import record_parts
 from archiver.naming import Direction
-from archiver.reader import StoredPart, archived_months, resolved_copies, verify_month
+from archiver.reader import ArchiveParts, StoredPart, archived_months, read_checked
 from archiver.records import Record, differing_columns, parse_api_record
 from archiver.services import services_at_ovh
 from archiver.source import GONE, OvhSource
@@ -82,7 +81,9 @@ class RetentionReport:
     run_id: str
     applied: bool
     decisions: list[Decision] = field(default_factory=list)
-    younger: dict[str, int] = field(default_factory=dict)  # "service/direction" -> records kept as too young
+    # No longer filled: counting the records younger than the policy cost a listing of every record.
+    # Kept so that scripts reading ``retention --json`` find the key they know.
+    younger: dict[str, int] = field(default_factory=dict)
     deleted: int = 0
     capped: int = 0  # eligible records kept because the per-run cap was reached: the run failed
     purges: list[MonthPurge] = field(default_factory=list)
@@ -107,24 +108,25 @@ class RetentionReport:
 
 
 def _archived_copies(
-    store: Store, service: str, direction: Direction, wanted: set[int], cutoff_month: tuple[int, int]
-) -> Iterator[tuple[Record, StoredPart, list[str]]]:
-    """Find the newest archived copy of ``wanted`` ids (the reader's rule), newest month first; with
-    the problems of each copy's part.
+    store: Store, service: str, direction: Direction, wanted: set[int], parts: list[StoredPart] | None = None
+) -> dict[int, tuple[Record, StoredPart, list[str]]]:
+    """The newest archived copy of each ``wanted`` id (the reader's rule), with the problems of its part.
 
-    Only months up to the cutoff's can hold records older than the cutoff. Stops reading once every
-    wanted id is found.
+    Reads each part at most once, and only the parts whose id range can hold a wanted id (``parts``:
+    only these): each is read whole, checked against its manifest entry as ``verify`` does, and its
+    wanted records kept. An id's newest version is in the part written last that holds it.
     """
-    # One listing for the months (no manifest reads).
-    months = [month for month in archived_months(store, service, direction) if month <= cutoff_month]
-    problems: dict[tuple[int, int], dict[str, list[str]]] = {}
-    for record, stored in resolved_copies(store, service, direction, wanted, months):
-        month = (stored.part.day.year, stored.part.day.month)
-        if month not in problems:
-            problems[month] = {}
-            for problem in verify_month(store, service, direction, *month).problems:
-                problems[month].setdefault(problem.key, []).append(f"{problem.kind}: {problem.detail}")
-        yield record, stored, problems[month].get(stored.info.key, [])
+    if parts is None:
+        parts = ArchiveParts(store, service, direction).holding(wanted)
+    copies: dict[int, tuple[Record, StoredPart, list[str]]] = {}
+    for stored in parts:
+        records, problem = read_checked(store, stored, direction, wanted)
+        problems = [f"{problem.kind}: {problem.detail}"] if problem is not None else []
+        for record in records:
+            held = copies.get(record.id)
+            if held is None or stored.version > held[1].version:
+                copies[record.id] = (record, stored, problems)
+    return copies
 
 
 class _Run:
@@ -143,19 +145,11 @@ class _Run:
         assert self.settings.retention.delete_after_days is not None
         cutoff = self.now - dt.timedelta(days=self.settings.retention.delete_after_days)
         settled_before = self.now - dt.timedelta(hours=self.settings.archive.lookback_hours)
+        # One listing: the ids older than the policy (younger ones are not counted: it would cost another).
         old_ids = set(self.source.list_ids(service, direction, since=None, until=cutoff))
-        every_id = self.source.list_ids(service, direction, since=None, until=self.now)
-        self.report.younger[f"{service}/{direction}"] = len(set(every_id) - old_ids)
         if not old_ids:
             return []
-        zone = self.settings.archive.zone
-        cutoff_local = cutoff.astimezone(zone)
-        archived: dict[int, tuple[Record, StoredPart, list[str]]] = {
-            record.id: (record, stored, problems)
-            for record, stored, problems in _archived_copies(
-                self.store, service, direction, old_ids, (cutoff_local.year, cutoff_local.month)
-            )
-        }
+        archived = _archived_copies(self.store, service, direction, old_ids)
         lease.renew_if_due()
         decisions: list[Decision] = []
         to_archive: list[Record] = []
@@ -201,31 +195,35 @@ class _Run:
         if to_archive and self.apply:
             entries = write_parts(self.store, self.settings.archive, service, direction, to_archive)
             record_parts(self.store, service, direction, entries)
-            self._read_back(service, direction, to_archive, decisions)
+            self._read_back(service, direction, to_archive, {entry.key for entry in entries}, archived, decisions)
         decisions.sort(key=lambda decision: (decision.date, decision.id))
         self._apply_cap(decisions)
         return decisions
 
-    def _read_back(self, service: str, direction: Direction, written: list[Record], decisions: list[Decision]) -> None:
-        """Read what was just archived back through the archive's reader: it must now equal the API.
+    def _read_back(
+        self,
+        service: str,
+        direction: Direction,
+        written: list[Record],
+        keys: set[str],
+        archived: dict[int, tuple[Record, StoredPart, list[str]]],
+        decisions: list[Decision],
+    ) -> None:
+        """Read what was just archived (the parts ``keys``) back: the reader must now give what the API gives.
 
         Otherwise the record could never be deleted (every run would find its copy "differs" and archive
-        it again): such records are reported with the reason, not kept silently forever.
+        it again): such records are reported with the reason, not kept silently forever. The reader's
+        rule picks, for each id, the newest of the copies ``archived`` (read before, not read again) and
+        the ones just written, as listed now (a store may have lost them).
         """
-        zone = self.settings.archive.zone
         wanted = {record.id: record for record in written}
-        newest_month = max(
-            (record.created.astimezone(zone).year, record.created.astimezone(zone).month) for record in written
-        )
-        read_back = {
-            record.id: record
-            for record, _stored, _problems in _archived_copies(
-                self.store, service, direction, set(wanted), newest_month
-            )
-        }
+        index = ArchiveParts(self.store, service, direction)
+        parts = [stored for stored in index.holding(wanted) if stored.info.key in keys]
+        written_back = _archived_copies(self.store, service, direction, set(wanted), parts)
         by_id = {decision.id: decision for decision in decisions}
         for sms_id, live in wanted.items():
-            copy = read_back.get(sms_id)
+            versions = [held for held in (archived.get(sms_id), written_back.get(sms_id)) if held is not None]
+            copy = max(versions, key=lambda held: held[1].version)[0] if versions else None
             differing = differing_columns(live, copy) if copy is not None else ["the whole record"]
             if differing:
                 decision = by_id[sms_id]

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from archiver.reader.check import MonthCheck, Problem, check_part, verify_month
+from archiver.reader.check import MonthCheck, Problem, check_part, read_checked, verify_month
 from archiver.reader.newest import (
     ArchiveParts,
     Resolution,
@@ -48,6 +48,7 @@ __all__ = [
     "iter_records",
     "list_parts",
     "month_days",
+    "read_checked",
     "resolved_copies",
     "summarize_months",
     "verify_month",

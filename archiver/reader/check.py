@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from archiver.csvfile import read_rows
-from archiver.errors import IntegrityError, StorageError
+from archiver.errors import IntegrityError, MalformedRecordError, StorageError
 from archiver.manifest import PartEntry, load_manifest
 from archiver.naming import Direction
 from archiver.reader.newest import ArchiveParts, Resolution
-from archiver.records import COLUMNS
+from archiver.reader.parts import StoredPart
+from archiver.records import COLUMNS, Record, record_from_row
 from archiver.store import Store
 from archiver.store.layout import month_prefix, parse_part_key
 
-__all__ = ["MonthCheck", "Problem", "check_part", "verify_month"]
+__all__ = ["MonthCheck", "Problem", "check_part", "read_checked", "verify_month"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,17 +79,26 @@ class _HashingReader(io.RawIOBase):
 
 
 def check_part(
-    store: Store, key: str, direction: Direction, entry: PartEntry | None
+    store: Store,
+    key: str,
+    direction: Direction,
+    entry: PartEntry | None,
+    on_row: Callable[[list[str]], None] | None = None,
 ) -> tuple[int, int, Problem | None]:
-    """Re-read one part: return (rows, bytes, problem or None). ``entry=None``: parse only."""
+    """Re-read one part: return (rows, bytes, problem or None). ``entry=None``: parse only.
+
+    ``on_row`` sees each parsed row as it goes by, so a reader that needs the rows too reads the part once.
+    """
     part = parse_part_key(key)
     compressed = part.compressed if part else key.endswith(".gz")
     reader = _HashingReader(store.open(key))
     rows = 0
     try:
         stream = io.BufferedReader(reader)
-        for _ in read_rows(stream, header=COLUMNS[direction], compressed=compressed, source=key):
+        for row in read_rows(stream, header=COLUMNS[direction], compressed=compressed, source=key):
             rows += 1
+            if on_row is not None:
+                on_row(row)
         reader.drain()
     except IntegrityError as error:
         reader.drain()
@@ -140,3 +151,26 @@ def verify_month(
     for key in sorted(manifest.parts.keys() - listed):
         result.problems.append(Problem("missing", key, "recorded in the manifest, absent from the store"))
     return result
+
+
+def read_checked(
+    store: Store, stored: StoredPart, direction: Direction, wanted: Container[int]
+) -> tuple[list[Record], Problem | None]:
+    """Read a part once: the records of ``wanted`` ids it holds, and what is wrong with it (None: nothing).
+
+    The part is checked against its manifest entry as ``verify`` checks it; a part the manifest does not
+    record is a problem (``extra``) too: nothing vouches for its bytes.
+    """
+    found: list[Record] = []
+
+    def keep_wanted(row: list[str]) -> None:
+        if row[0].isdigit() and int(row[0]) in wanted:
+            found.append(record_from_row(direction, row))
+
+    try:
+        _rows, _size, problem = check_part(store, stored.info.key, direction, stored.entry, keep_wanted)
+    except (KeyError, StorageError, MalformedRecordError) as error:
+        return [], Problem("unreadable", stored.info.key, f"cannot be read: {error}")
+    if problem is None and stored.entry is None:
+        problem = Problem("extra", stored.info.key, "part not recorded in the month's manifest")
+    return found, problem

@@ -24,6 +24,7 @@ per id stored more than once.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime as dt
 import gzip
@@ -179,6 +180,25 @@ class ArchiveParts:
             by_day.setdefault(stored.part.day, []).append(stored)
         return sorted(by_day.items())
 
+    def holding(self, ids: Iterable[int]) -> list[StoredPart]:
+        """The parts that may hold one of ``ids``: those whose id range (in their name) contains one.
+
+        Only the months of such parts have their manifest read; other months are not touched.
+        """
+        wanted = sorted(set(ids))
+        months = {
+            month_key
+            for month_key, listed in self._listed.items()
+            for _info, part in listed
+            if _holds_one_of(wanted, *id_range(part))
+        }
+        return [
+            stored
+            for month_key in sorted(months)
+            for stored in self.parts(*month_key)
+            if _holds_one_of(wanted, *stored.id_range)
+        ]
+
     def resolution(self, months: Iterable[tuple[int, int]] | None = None, *, strict: bool = True) -> Resolution:
         """Resolve every id of ``months`` (default: all) stored more than once, wherever its versions sit.
 
@@ -198,6 +218,12 @@ class ArchiveParts:
                 self.store, [stored for stored in parts if stored.info.key in keys], self.direction, strict=strict
             )
         return resolution
+
+
+def _holds_one_of(wanted: list[int], first: int, last: int) -> bool:
+    """Whether the sorted ``wanted`` has an id in ``[first, last]``."""
+    index = bisect.bisect_left(wanted, first)
+    return index < len(wanted) and wanted[index] <= last
 
 
 def _overlapping_keys(

@@ -50,6 +50,7 @@ class StoredPart:
     rows: int | None = None  # as recorded in the manifest (None: not recorded)
     # (creation instant, id) of the first and last rows, from the manifest (None: not recorded)
     span: tuple[tuple[dt.datetime, int], tuple[dt.datetime, int]] | None = None
+    entry: PartEntry | None = None  # the manifest's entry, to check the part against (None: not recorded)
 
     @property
     def version(self) -> tuple[dt.datetime, bool, str]:
@@ -100,7 +101,7 @@ def stored_part(info: ObjectInfo, part: PartKey, recorded: dict[str, PartEntry])
         return StoredPart(info, part, info.last_modified)
     first, last = parse_row_key(entry.first_row), parse_row_key(entry.last_row)
     span = (first, last) if first is not None and last is not None else None
-    return StoredPart(info, part, dt.datetime.fromisoformat(entry.written_at), entry.rows, span)
+    return StoredPart(info, part, dt.datetime.fromisoformat(entry.written_at), entry.rows, span, entry)
 
 
 def archived_services(store: Store) -> list[str]:

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import pytest
 from structlog.testing import capture_logs
@@ -271,13 +271,20 @@ class TakeOverOnRead(StoreWrapper):
         self.lease = lease_key(service)
         self.taken = False
 
-    def get(self, key: str) -> bytes:
+    def _take_over_on_a_part(self, key: str) -> None:
         if not self.taken and parse_part_key(key) is not None:
             self.taken = True
             now = dt.datetime.now(dt.UTC)
             other = LeaseInfo("someone-else", "other-host", 4242, "", now, now + dt.timedelta(hours=1))
             self.inner.put(self.lease, other.to_json())
+
+    def get(self, key: str) -> bytes:
+        self._take_over_on_a_part(key)
         return self.inner.get(key)
+
+    def open(self, key: str) -> BinaryIO:
+        self._take_over_on_a_part(key)
+        return self.inner.open(key)
 
 
 def test_retention_sends_no_delete_once_its_lease_is_taken_over(
