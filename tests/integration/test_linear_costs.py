@@ -67,6 +67,30 @@ def test_checkpoints_write_bytes_in_proportion_to_a_chunk_not_to_the_ids_so_far(
     assert max(progress) < 200, max(progress)
 
 
+def test_a_busy_accounts_first_cycle_writes_checkpoints_the_size_of_a_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every record is inside the lookback, so the cursor remembers them all: at the end, not at each checkpoint."""
+    records = 2000
+    with make_emulator(outgoing=records, incoming=0, days=2) as emulator:
+        storage = local_storage_env(tmp_path / "archive")
+        env = cli_env(
+            emulator, storage, SMS_ARCHIVER_ARCHIVE__DIRECTIONS="outgoing", SMS_ARCHIVER_ARCHIVE__CHUNK_SIZE="10"
+        )
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = load_settings()
+        store = CountsStateBytes(store_from_env(storage))
+        with OvhSource(settings.ovh) as source:
+            run_archive(settings, source, store)  # type: ignore[arg-type]
+        assert archive_contents(store_from_env(storage))["outgoing"] == api_truth(emulator)["outgoing"]
+    *checkpoints, final = store.checkpoints
+    assert len(checkpoints) >= records // 10 - 1, "fewer checkpoints than chunks: the test proves nothing"
+    assert len(json.loads(final)["known"]) > records // 2  # the cycle's end remembers what the lookback holds
+    # Remembering every record at every checkpoint would write ~2,000 x 200 entries (~20 MB): quadratic.
+    assert max(len(data) for data in checkpoints) < 2_000, max(len(data) for data in checkpoints)
+
+
 class CountsPartReads(StoreWrapper):
     """A store that counts the reads (``get`` or ``open``) of every data part."""
 

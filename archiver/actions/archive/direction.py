@@ -5,6 +5,7 @@ See the package's docstring for the steps; docs/ovh-api.md, "Listings", for the 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import math
@@ -440,8 +441,14 @@ def archive_direction(
     keep_from = lookback_floor - 86_400
     run.remember_from = run.unsettled_before = keep_from
 
+    # Checkpoints carry the progress (id ranges: a few bytes) and what the cursor remembered when the
+    # cycle began, not what it learns meanwhile: a busy account's first cycle would write every record
+    # it has seen at every chunk (quadratic). After a crash, the records made durable since are only
+    # unknown to the cursor: the next cycle fetches them again, and readers keep one row per id.
+    remembered = dict(state.known)
+
     def checkpoint(current: CursorState) -> None:
-        save_state(store, service, direction, current, lease=lease)
+        save_state(store, service, direction, dataclasses.replace(current, known=remembered), lease=lease)
 
     # In id order, so that the chunks made durable are consecutive ranges (see state.DoneRanges).
     run.fetch_and_write(sorted(new | recheck), state, checkpoint=checkpoint, window=(since, until))
