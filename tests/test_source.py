@@ -7,14 +7,9 @@ import pytest
 from archiver.config import OvhSettings
 from archiver.emulator import DEMO_CREDENTIALS, EmulatorServer
 from archiver.errors import AuthError, SourceError
-from archiver.source import (
-    AdaptiveConcurrency,
-    OvhSource,
-    RateLimiter,
-    _access_rule,
-    _says_not_found,
-    backoff_delay,
-)
+from archiver.source import AdaptiveConcurrency, OvhSource, RateLimiter, backoff_delay
+from archiver.source.answers import access_rule as _access_rule
+from archiver.source.fetch import says_not_found as _says_not_found
 
 
 class FakeClock:
