@@ -7,6 +7,7 @@ each rule can be checked on its own.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 import threading
 import time
@@ -14,6 +15,10 @@ from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
 __all__ = ["AdaptiveConcurrency", "RateLimiter", "backoff_delay", "retry_after_seconds"]
+
+# After waiting (1 - tokens) / rate, the bucket may hold one token less a rounding error: that is a token
+# (else a clock that moves exactly as asked would make us wait again and again for nothing).
+_ROUNDING = 1e-9
 
 
 class RateLimiter:
@@ -48,7 +53,7 @@ class RateLimiter:
                 self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
                 wait_for = max(self.paused_until - now, 0.0)
-                if wait_for == 0.0 and self.tokens >= 1.0:
+                if wait_for == 0.0 and self.tokens >= 1.0 - _ROUNDING:
                     self.tokens -= 1.0
                     return
                 wait_for = max(wait_for, (1.0 - self.tokens) / self.rate)
@@ -101,13 +106,15 @@ def retry_after_seconds(value: str | None, *, now: dt.datetime) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delay in seconds or an HTTP date); None if absent or unreadable.
 
     ``now`` (aware) is when the answer came, to turn an HTTP date into a delay; a past date means no wait.
+    A number that is not finite (``inf``, ``nan``) is unreadable: it would hold every call back for ever.
     """
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         try:
-            return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+            seconds = (parsedate_to_datetime(value) - now).total_seconds()
         except (TypeError, ValueError):
             return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
