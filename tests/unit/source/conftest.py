@@ -7,14 +7,17 @@ by the fixture.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
 import pytest
+import requests
+import requests.adapters
 
 from archiver.config import OvhSettings
 from archiver.emulator import DEMO_CREDENTIALS, EmulatorServer
+from archiver.source.client import ApiClient
 
 SERVICE = "sms-unit-1"
 # A recent instant on the emulator's data: every record below is created within the last days.
@@ -76,3 +79,29 @@ def emulator() -> Iterator[EmulatorServer]:
     with EmulatorServer(**asdict(DEMO_CREDENTIALS)) as server:
         server.add_service(SERVICE)
         yield server
+
+
+class RewritingTransport(requests.adapters.HTTPAdapter):
+    """A transport that sends every request to the emulator for real, then lets a test change the answer.
+
+    ``rewrite(request, body)`` returns the body to hand back (bytes) or None to keep it: a way to give
+    the client answers the emulator never gives (a batch out of order, a CSV that is not UTF-8), while
+    python-ovh and requests run unchanged. Mounted with ``mount_transport``.
+    """
+
+    def __init__(self, rewrite: Callable[[requests.PreparedRequest, bytes], bytes | None]) -> None:
+        super().__init__()
+        self.rewrite = rewrite
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["stream"] = False  # the body is read here, to be rewritten
+        response = super().send(request, *args, **kwargs)
+        changed = self.rewrite(request, response.content)
+        if changed is not None:
+            response._content = changed
+        return response
+
+
+def mount_transport(client: ApiClient, transport: requests.adapters.BaseAdapter) -> None:
+    """Route every call of ``client`` (signed calls and downloads) through ``transport``."""
+    client._ovh._session.mount("http://", transport)
