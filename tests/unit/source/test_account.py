@@ -27,6 +27,28 @@ def test_services_are_listed_sorted(emulator: EmulatorServer, source: OvhSource)
     assert source.list_services() == ["sms-aaa-1", SERVICE]
 
 
+def only_for(path_end: str, answer: object) -> RewritingTransport:
+    """A transport that answers ``answer`` to the GETs whose path ends with ``path_end``."""
+
+    def rewrite(request: requests.PreparedRequest, body: bytes) -> bytes | None:
+        path = str(request.url).split("?")[0]
+        return json.dumps(answer).encode() if request.method == "GET" and path.endswith(path_end) else None
+
+    return RewritingTransport(rewrite)
+
+
+def test_services_in_ovh_s_order_are_sorted(source: OvhSource) -> None:
+    mount_transport(source.client, only_for("/sms", ["sms-b-1", "sms-c-1", "sms-a-1"]))
+    assert source.list_services() == ["sms-a-1", "sms-b-1", "sms-c-1"]
+
+
+@pytest.mark.parametrize("answer", [["sms-a-1", 2], {"services": []}, None])
+def test_a_services_answer_that_is_not_names_is_refused(source: OvhSource, answer: object) -> None:
+    mount_transport(source.client, only_for("/sms", answer))
+    with pytest.raises(SourceError, match="did not answer a list of service names"):
+        source.list_services()
+
+
 def test_a_service_that_does_not_exist_is_named(source: OvhSource) -> None:
     source.check_service(SERVICE)
     with pytest.raises(SourceError, match="'sms-nope-1' does not exist"):
@@ -52,11 +74,7 @@ def test_ids_are_listed_with_both_ends_inclusive(emulator: EmulatorServer, sourc
 )
 def test_a_listing_that_is_not_a_list_of_ids_is_refused(source: OvhSource, answer: object) -> None:
     """An id we cannot read is never skipped silently: the listing is refused as a whole."""
-
-    def rewrite(request: requests.PreparedRequest, body: bytes) -> bytes | None:
-        return json.dumps(answer).encode() if str(request.url).split("?")[0].endswith("/outgoing") else None
-
-    mount_transport(source.client, RewritingTransport(rewrite))
+    mount_transport(source.client, only_for("/outgoing", answer))
     with pytest.raises(SourceError, match="did not answer a list of ids"):
         source.list_ids(SERVICE, "outgoing", since=None, until=RECENT)
 
