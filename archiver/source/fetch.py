@@ -44,7 +44,7 @@ class Fetcher:
         self.client = client
         settings = client.settings
         self.batch_size = settings.batch_size
-        self.in_flight = settings.concurrency * 2  # futures queued ahead, so the pool never waits for us
+        self.max_pending = settings.concurrency * 2  # futures queued ahead, so the pool never waits for us
         self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="ovh")
         self._strategy: str | None = None if settings.fetch == "auto" else settings.fetch
 
@@ -99,7 +99,7 @@ class Fetcher:
                 future = self._pool.submit(self._fetch_batch, service, direction, chunk)
                 submitted[future] = chunk
                 pending.add(future)
-                if len(pending) >= self.in_flight:
+                if len(pending) >= self.max_pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         try:
@@ -170,7 +170,7 @@ class Fetcher:
         try:
             for sms_id in queue:
                 pending.add(self._pool.submit(one, sms_id))
-                if len(pending) >= self.in_flight:
+                if len(pending) >= self.max_pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         yield future.result()
