@@ -5,8 +5,9 @@ The checks both run, in one place:
 - ``check_storage``: the store is reachable and takes writes (``Store.check``);
 - ``check_ovh_services``: OVH answers for the services to archive: each configured service, or
   else the account's list of services (one call), which names them;
-- ``run_check``: every check, each reported as a ``CheckResult`` instead of stopping at the first
-  failure, for ``check-config`` to print.
+- ``run_check``: every check (settings, OVH credentials and clock, each configured service, the
+  storage and its conditional writes), each reported as a ``CheckResult`` instead of stopping at
+  the first failure, for ``check-config`` to print.
 
 The daemon stops at the first failure, with the error that says why (systemd restarts it later).
 """
@@ -17,12 +18,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from archiver.errors import ArchiverError
-from archiver.source import CLOCK_TOLERANCE_SECONDS
-from archiver.store import LocalStore, S3Store, Store
+from archiver.source import CLOCK_TOLERANCE_SECONDS, OvhSource
+from archiver.store import LocalStore, S3Store, Store, open_store
 
 if TYPE_CHECKING:
     from archiver.config import OvhSettings, Settings
-    from archiver.source import OvhSource
 
 __all__ = ["CheckResult", "check_ovh_services", "check_storage", "run_check"]
 
@@ -58,12 +58,23 @@ def check_ovh_services(ovh: OvhSettings, source: OvhSource) -> list[str]:
     return list(ovh.services)
 
 
-def run_check(settings: Settings, source: OvhSource, store: S3Store | LocalStore) -> list[CheckResult]:
-    """Every check, in the order ``check-config`` prints them; a failed check does not stop the next."""
+def run_check(settings: Settings) -> list[CheckResult]:
+    """Every check, in the order ``check-config`` prints them; a failed check does not stop the next.
+
+    Opens the OVH source and the store itself, so that settings neither can be built from (e.g.
+    an endpoint python-ovh refuses) are reported like any other failure.
+    """
     results = [CheckResult("settings", f"storage {settings.storage.url}, OVH endpoint {settings.ovh.endpoint}")]
-    results += _ovh_results(settings.ovh, source)
-    results += _storage_results(store)
-    return results
+    try:
+        with OvhSource(settings.ovh) as source:
+            results += _ovh_results(settings.ovh, source)
+    except ArchiverError as error:
+        results.append(CheckResult("OVH API", error=str(error)))
+    try:
+        store = open_store(settings.storage)
+    except ArchiverError as error:
+        return [*results, CheckResult("storage", error=str(error))]
+    return results + _storage_results(store)
 
 
 def _ovh_results(ovh: OvhSettings, source: OvhSource) -> list[CheckResult]:

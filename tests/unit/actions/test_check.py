@@ -41,8 +41,7 @@ def test_every_check_passes_in_the_order_check_config_prints_them(
     emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     settings = settings_for(emulator, monkeypatch, tmp_path / "archive", SMS_ARCHIVER_OVH__SERVICES=SERVICE)
-    with OvhSource(settings.ovh) as source:
-        results = run_check(settings, source, LocalStore(tmp_path / "archive"))
+    results = run_check(settings)
     assert checked(results) == [
         ("settings", True),
         ("OVH credentials", True),
@@ -66,8 +65,7 @@ def test_a_failed_check_does_not_stop_the_others(
     settings = settings_for(
         emulator, monkeypatch, blocker / "archive", SMS_ARCHIVER_OVH__SERVICES=f"sms-nope-1,{SERVICE}"
     )
-    with OvhSource(settings.ovh) as source:
-        results = run_check(settings, source, LocalStore(blocker / "archive"))
+    results = run_check(settings)
     assert checked(results) == [
         ("settings", True),
         ("OVH credentials", True),
@@ -85,8 +83,7 @@ def test_credentials_refused_is_one_failure_and_the_storage_is_still_checked(
     settings = settings_for(
         emulator, monkeypatch, tmp_path / "archive", SMS_ARCHIVER_OVH__APPLICATION_SECRET="wrong-secret-xyz"
     )
-    with OvhSource(settings.ovh) as source:
-        results = run_check(settings, source, LocalStore(tmp_path / "archive"))
+    results = run_check(settings)
     assert checked(results) == [("settings", True), ("OVH API", False), ("storage", True), ("conditional writes", True)]
     [failed] = [result for result in results if not result.ok]
     assert failed.error is not None and "wrong-secret-xyz" not in failed.error
@@ -108,6 +105,18 @@ def test_check_ovh_services_asks_for_each_configured_service_else_lists_the_acco
     unknown = settings_for(emulator, monkeypatch, tmp_path, SMS_ARCHIVER_OVH__SERVICES=f"{SERVICE},sms-nope-1")
     with OvhSource(unknown.ovh) as source, pytest.raises(ArchiverError, match="sms-nope-1"):
         check_ovh_services(unknown.ovh, source)
+
+
+def test_settings_that_cannot_build_a_store_are_a_failed_check_too(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = settings_for(emulator, monkeypatch, tmp_path / "archive")
+    unusable = settings.model_copy(
+        update={"storage": settings.storage.model_copy(update={"url": "ftp://example.invalid/x"})}
+    )
+    results = run_check(unusable)
+    assert checked(results)[-1] == ("storage", False)
+    assert checked(results)[:3] == [("settings", True), ("OVH credentials", True), ("clock", True)]
 
 
 def test_check_storage_says_why_a_store_cannot_be_written(tmp_path: Path) -> None:
