@@ -4,9 +4,10 @@ One thread per job, at most one instance of each; late runs still run within
 ``misfire_grace_seconds``, and runs that pile up while the previous one goes on are coalesced
 into one catch-up run, started as soon as that one ends.
 
-Compaction, verification and retention intervals count from midnight in the archive's time zone
-(``1d``: every midnight), so a daemon restarted daily still compacts; the archive runs at start-up,
-then every interval from there. Cron lines use that zone too.
+Compaction, verification and retention intervals count from midnight on the clock of the
+archive's time zone (``1d``: every midnight, summer time included), so a daemon restarted daily
+still compacts; the archive runs at start-up, then every interval from there. Cron lines use that
+zone too.
 
 Log events: ``job_run_deferred`` (a catch-up will follow), ``job_run_missed`` (too late to run).
 """
@@ -20,12 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from apscheduler.triggers.base import BaseTrigger
 
 from archiver.config import ScheduleSettings
 from archiver.daemon.runner import iso
 from archiver.schedule import parse_schedule
 
-__all__ = ["CatchUp", "anchored_trigger", "listen", "new_scheduler", "next_runs"]
+__all__ = ["CatchUp", "WallClockInterval", "anchored_trigger", "listen", "new_scheduler", "next_runs"]
 
 log = structlog.get_logger()
 
@@ -62,7 +64,7 @@ def next_runs(scheduler: Any) -> dict[str, str | None]:
 
 
 def anchored_trigger(spec: str, zone: str) -> Any:
-    """The schedule's trigger; intervals counted from midnight of 2000-01-01 in ``zone``.
+    """The schedule's trigger: a cron line as it is; an interval counted on the local clock from midnight.
 
     APScheduler counts an interval from the moment the job is added, so a daemon restarted more
     often than daily would never compact. Anchored, ``1d`` means every midnight whenever the daemon
@@ -72,9 +74,58 @@ def anchored_trigger(spec: str, zone: str) -> Any:
 
     trigger = parse_schedule(spec, timezone=zone)
     if isinstance(trigger, IntervalTrigger):
-        anchor = dt.datetime(2000, 1, 1, tzinfo=zoneinfo.ZoneInfo(zone))
-        return IntervalTrigger(seconds=int(trigger.interval_length), start_date=anchor, timezone=zone)
+        return WallClockInterval(int(trigger.interval_length), zone)
     return trigger
+
+
+class WallClockInterval(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no types
+    """Every ``seconds`` of wall-clock time in ``zone``, counted from local midnight of 2000-01-01.
+
+    APScheduler's own interval counts elapsed seconds: anchored at a winter midnight, ``1d`` would
+    fire at 01:00 under summer time. Counted on the local clock, it is every midnight all year round.
+    A time the clocks skip (spring forward) fires an hour on; a time they repeat (fall back) fires
+    once.
+    """
+
+    # Readings of the local clock are tagged UTC, a zone without summer time, so that adding to a
+    # reading moves the clock's hands and nothing else.
+    _ANCHOR = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+    def __init__(self, seconds: int, zone: str) -> None:
+        if seconds <= 0:
+            raise ValueError(f"an interval must be positive, got {seconds} s")
+        self.step = dt.timedelta(seconds=seconds)
+        self.zone = zoneinfo.ZoneInfo(zone)
+
+    def get_next_fire_time(self, previous_fire_time: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+        """One step of the local clock after the previous fire time, or the grid's first at ``now`` or later.
+
+        Counted from the previous fire time, a job given a first run time (the archive at start-up)
+        keeps counting from that run, as APScheduler's own interval does.
+        """
+        if previous_fire_time is not None:
+            after = previous_fire_time
+            candidate = self._reading(previous_fire_time) + self.step
+        else:
+            after = now
+            steps, rest = divmod(self._reading(now) - self._ANCHOR, self.step)
+            candidate = self._ANCHOR + (steps if rest == dt.timedelta(0) else steps + 1) * self.step
+        while True:
+            # Through UTC and back: a reading the clocks skip becomes the instant an hour on.
+            fire = candidate.replace(tzinfo=self.zone).astimezone(dt.UTC).astimezone(self.zone)
+            if fire > after or (fire == after and previous_fire_time is None):
+                return fire
+            candidate += self.step
+
+    def _reading(self, moment: dt.datetime) -> dt.datetime:
+        """What the local clock reads at ``moment`` (tagged UTC: see ``_ANCHOR``)."""
+        return moment.astimezone(self.zone).replace(tzinfo=dt.UTC, fold=0)
+
+    def __str__(self) -> str:
+        return f"every {int(self.step.total_seconds())} s of the clock in {self.zone.key}"
+
+    def __repr__(self) -> str:
+        return f"<WallClockInterval (seconds={int(self.step.total_seconds())}, zone={self.zone.key!r})>"
 
 
 class CatchUp:

@@ -22,22 +22,48 @@ UTC_INSTANTS = st.datetimes(
 )
 
 
-@given(now=UTC_INSTANTS)
-def test_a_daily_interval_fires_at_the_next_midnight_whenever_the_daemon_started(now: dt.datetime) -> None:
-    fire = anchored_trigger("1d", "UTC").get_next_fire_time(None, now)
-    assert (fire.hour, fire.minute, fire.second) == (0, 0, 0)
-    assert now <= fire and fire - now <= dt.timedelta(days=1)
+@given(now=UTC_INSTANTS, zone=st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Australia/Sydney"]))
+def test_a_daily_interval_fires_at_the_next_local_midnight_whenever_the_daemon_started(
+    now: dt.datetime, zone: str
+) -> None:
+    trigger = anchored_trigger("1d", zone)
+    fire = trigger.get_next_fire_time(None, now)
+    local = fire.astimezone(zoneinfo.ZoneInfo(zone))
+    assert (local.hour, local.minute, local.second, local.microsecond) == (0, 0, 0, 0)
+    assert now <= fire and fire - now <= dt.timedelta(hours=25)  # 25: the night the clocks go back
+    following = trigger.get_next_fire_time(fire, fire)
+    assert following.astimezone(zoneinfo.ZoneInfo(zone)).date() == local.date() + dt.timedelta(days=1)
+    assert following.astimezone(zoneinfo.ZoneInfo(zone)).time() == dt.time(0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: intervals are counted in elapsed seconds from a winter midnight, so under summer time "
-    "`1d` fires at 01:00 local (Europe/Paris), not at midnight as the settings promise",
-)
 def test_a_daily_interval_fires_at_local_midnight_under_summer_time_too() -> None:
+    """The bug this trigger fixes: counted in elapsed seconds from a winter midnight, 1d fired at 01:00 in July."""
     summer = dt.datetime(2026, 7, 1, 12, tzinfo=dt.UTC)
     fire = anchored_trigger("1d", "Europe/Paris").get_next_fire_time(None, summer)
-    assert fire.astimezone(PARIS).time() == dt.time(0, 0)
+    assert fire.astimezone(PARIS).replace(tzinfo=None) == dt.datetime(2026, 7, 2, 0, 0)
+
+
+def test_a_job_given_a_first_run_counts_from_that_run() -> None:
+    """The archive runs at start-up, then every interval from there (README, the daemon's schedule)."""
+    started = dt.datetime(2026, 3, 29, 0, 43, 12, tzinfo=dt.UTC)  # 01:43:12 in Paris; at 02:00 it is 03:00
+    trigger = anchored_trigger("1h", "Europe/Paris")
+    fire = trigger.get_next_fire_time(started, started)
+    assert fire.astimezone(PARIS).replace(tzinfo=None) == dt.datetime(2026, 3, 29, 3, 43, 12)  # 02:43 does not exist
+    assert trigger.get_next_fire_time(fire, fire).astimezone(PARIS).replace(tzinfo=None) == dt.datetime(
+        2026, 3, 29, 4, 43, 12
+    )
+
+
+@given(
+    now=UTC_INSTANTS,
+    seconds=st.sampled_from([10, 60, 900, 3600, 6 * 3600, 7 * 3600, 86400, 2 * 86400, 7 * 86400]),
+)
+def test_the_fire_times_of_any_interval_only_move_forward(now: dt.datetime, seconds: int) -> None:
+    trigger = anchored_trigger(f"{seconds}s", "Europe/Paris")
+    fire = trigger.get_next_fire_time(None, now)
+    assert now <= fire <= now + dt.timedelta(seconds=seconds) + dt.timedelta(hours=1)
+    following = trigger.get_next_fire_time(fire, fire)
+    assert fire < following <= fire + dt.timedelta(seconds=seconds) + dt.timedelta(hours=1)
 
 
 @given(now=UTC_INSTANTS)
