@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from archiver.config import Settings
+from archiver.errors import ArchiverError
+from archiver.naming import Direction
 from archiver.services import services_known
 from archiver.store import Store
 from archiver.store.lease import read_lease
 from archiver.store.state import load_state
 from archiver.tables import add_columns, table_console
 
-__all__ = ["DAEMONS_PREFIX", "read_daemons", "run_status", "show_status"]
+__all__ = ["DAEMONS_PREFIX", "last_cycles_finished", "read_daemons", "run_status", "show_status"]
 
 DAEMONS_PREFIX = "_state/_daemons/"
 
@@ -93,6 +96,26 @@ def run_status(settings: Settings, store: Store) -> dict[str, Any]:
                 }
             )
     return {"services": entries, "daemons": daemons}
+
+
+def last_cycles_finished(
+    store: Store, services: Iterable[str], directions: Iterable[Direction]
+) -> dict[tuple[str, Direction], dt.datetime]:
+    """When each service and direction last completed an archive cycle, by ``(service, direction)``.
+
+    A pair never archived is left out, and so is one whose state cannot be read: reporting a damaged
+    state is the archive cycle's job, not a reader's.
+    """
+    finished: dict[tuple[str, Direction], dt.datetime] = {}
+    for service in services:
+        for direction in directions:
+            try:
+                when = load_state(store, service, direction).last_cycle.get("finished_at")
+            except ArchiverError:
+                continue
+            if when:
+                finished[(service, direction)] = dt.datetime.fromisoformat(when)
+    return finished
 
 
 def show_status(settings: Settings, store: Store, *, as_json: bool) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from archiver.notify import Heartbeat, Notifier, start_heartbeat, watchdog_interval
+from archiver.daemon.notify import Heartbeat, Notifier, start_heartbeat, watchdog_interval
 
 
 @pytest.fixture

@@ -1,0 +1,209 @@
+"""The daemon's scheduled jobs: which run, and what each does with its action.
+
+- ``archive`` at start-up, then every ``schedule.archive`` (``run_archive``); pings the dead man's
+  switch; sets the archive's STATUS= line;
+- ``retention``, when enabled: due every ``schedule.retention``, run right after the next
+  successful archive, inside the archive job's turn, so that it never follows a failed cycle nor
+  runs beside another job (``run_retention``);
+- ``compact`` every ``schedule.compact`` (``run_compact``);
+- ``verify`` every ``schedule.verify``, when set (``run_verify``); a problem found fails the job.
+
+Each body returns its one-line summary or raises; ``runner.py`` records the outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict
+from typing import Any
+
+import structlog
+
+from archiver.actions.archive import DirectionReport, run_archive
+from archiver.actions.compact import run_compact
+from archiver.actions.retention import run_retention
+from archiver.actions.verify import run_verify
+from archiver.config import Settings
+from archiver.daemon.notify import Notifier
+from archiver.daemon.runner import JobRunner, first_line
+from archiver.errors import ArchiverError, CycleInterrupted, IntegrityError
+from archiver.metrics import Metrics
+from archiver.ping import Pinger
+from archiver.source import OvhSource
+from archiver.store import Store
+
+__all__ = ["ARCHIVE", "COMPACT", "RETENTION", "VERIFY", "Jobs", "planned_jobs"]
+
+log = structlog.get_logger()
+
+ARCHIVE, RETENTION, COMPACT, VERIFY = "archive", "retention", "compact", "verify"
+
+# How many of verify's problems are logged one by one; the job's error gives the total.
+_PROBLEMS_LOGGED = 50
+
+
+def planned_jobs(settings: Settings) -> dict[str, str]:
+    """The jobs these settings schedule, each with its schedule string."""
+    schedule = settings.schedule
+    plan = {ARCHIVE: schedule.archive, COMPACT: schedule.compact}
+    if settings.retention.enabled:
+        plan[RETENTION] = schedule.retention
+    if schedule.verify:
+        plan[VERIFY] = schedule.verify
+    return plan
+
+
+class Jobs:
+    """The job bodies, with what they share: the last cycle's figures, and whether retention is due."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        runner: JobRunner,
+        *,
+        host: str,
+        metrics: Metrics,
+        notifier: Notifier,
+        pinger: Pinger,
+        stop: threading.Event,
+    ) -> None:
+        self.settings, self.runner, self.host = settings, runner, host
+        self.metrics, self.notifier, self.pinger, self.stop = metrics, notifier, pinger, stop
+        self._lock = threading.Lock()
+        self._last_cycle: list[dict[str, Any]] = []
+        self._retention_due = False
+
+    def last_cycle(self) -> list[dict[str, Any]]:
+        """Each service and direction's figures from the last successful archive cycle."""
+        with self._lock:
+            return list(self._last_cycle)
+
+    def archive(self, source: OvhSource, store: Store) -> str:
+        """One archive cycle, monitored; then retention if it came due meanwhile."""
+        with self.pinger.monitored(f"sms-archiver on {self.host}: archive cycle failed\n") as outcome:
+            summary = self._archive_cycle(source, store)
+            outcome.summary = f"sms-archiver on {self.host}: {summary}"
+        self.notifier.status(f"last archive ok at {_now():%H:%M:%S} UTC: {summary.splitlines()[0]}")
+        with self._lock:
+            retention_due, self._retention_due = self._retention_due, False
+        if retention_due and not self.stop.is_set():
+            self.runner.execute(RETENTION, lambda: self.retention(source, store))
+        return summary.splitlines()[0]
+
+    def _archive_cycle(self, source: OvhSource, store: Store) -> str:
+        """One cycle; return its summary line, then one line per service and direction."""
+        clock = time.monotonic()
+        try:
+            reports = run_archive(self.settings, source, store, stop=self.stop)
+        except CycleInterrupted:
+            raise  # a stop, not a failure: the next start resumes the cycle
+        except Exception as error:
+            message = f"{type(error).__name__}: {error}"
+            self.notifier.status(f"last archive FAILED at {_now():%H:%M:%S} UTC: {first_line(message)}")
+            raise
+        seconds = time.monotonic() - clock
+        self.metrics.observe_cycle(reports, seconds)
+        with self._lock:
+            self._last_cycle = [_report_figures(report) for report in reports]
+        return "\n".join([cycle_summary(reports, seconds), *_report_lines(reports)])
+
+    def retention_due_now(self) -> None:
+        """Retention's own schedule fired: it runs after the next successful archive cycle."""
+        with self._lock:
+            self._retention_due = True
+        self.runner.note(RETENTION, "due: runs after the next successful archive")
+        log.info("retention_due", runs="after the next successful archive cycle")
+
+    def retention(self, source: OvhSource, store: Store) -> str:
+        """Delete at OVH what the archive verifiably keeps; fail when the deletion cap kept some."""
+        report = run_retention(self.settings, source, store, apply=True)
+        unmatchable: Counter[tuple[str, str]] = Counter()
+        for decision in report.decisions:
+            unmatchable[(decision.service, decision.direction)] += 0  # each pair looked at: its gauge goes back to 0
+            if decision.action == "deleted":
+                self.metrics.add_deletions(decision.service, decision.direction, 1)
+        for decision in report.unmatchable:
+            unmatchable[(decision.service, decision.direction)] += 1
+        self.metrics.set_unmatchable(unmatchable)
+        if report.capped:
+            raise ArchiverError(
+                f"retention cap reached: {report.capped} eligible record(s) kept "
+                "(SMS_ARCHIVER_RETENTION__MAX_DELETIONS_PER_RUN)"
+            )
+        summary = f"{report.deleted} record(s) deleted at OVH, {report.count('keep')} kept"
+        if report.unmatchable:
+            summary += f"; {len(report.unmatchable)} can never match their archived copy (see the log)"
+        return summary
+
+    def compact(self, store: Store) -> str:
+        """Merge each settled day's parts; return the report's counts."""
+        report = run_compact(self.settings, store)
+        counts = {key: value for key, value in asdict(report).items() if isinstance(value, int)}
+        return ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in counts.items()) or "done"
+
+    def verify(self, store: Store) -> str:
+        """Check every part; raise ``IntegrityError`` counting the problems (each logged, up to a limit)."""
+        checks = run_verify(self.settings, store)
+        problems = [(check, problem) for check in checks for problem in check.problems]
+        for check, problem in problems[:_PROBLEMS_LOGGED]:
+            log.error(
+                "verify_problem",
+                service=check.service,
+                direction=check.direction,
+                month=check.label,
+                kind=problem.kind,
+                key=problem.key,
+                detail=problem.detail,
+            )
+        if problems:
+            months = len({id(check) for check, _ in problems})
+            raise IntegrityError(
+                f"verify found {len(problems)} problem(s) in {months} month(s) (see the verify_problem events, "
+                "or run `sms-archiver verify`)"
+            )
+        return f"{len(checks)} month(s) verified, no problem"
+
+
+def cycle_summary(reports: list[DirectionReport], seconds: float) -> str:
+    """The archive cycle's summary line: rows written, services left to others, malformed records."""
+    rows = sum(report.rows_written for report in reports)
+    summary = f"{rows} rows written for {len(reports)} service/direction pair(s) in {seconds:.1f} s"
+    skipped = sorted({report.service for report in reports if report.skipped})
+    if skipped:
+        summary += f"; left to other instances (lease held): {', '.join(skipped)}"
+    malformed = sum(report.malformed for report in reports)
+    if malformed:
+        log.warning("malformed_records_skipped", count=malformed, hint="they are retried on every cycle")
+        summary += f"; {malformed} malformed record(s) skipped, retried next cycle"
+    return summary
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _report_figures(report: DirectionReport) -> dict[str, Any]:
+    keys = (
+        "service",
+        "direction",
+        "listed",
+        "fetched",
+        "rows_written",
+        "parts_written",
+        "malformed",
+        "finished_at",
+        "skipped",
+    )
+    return {key: getattr(report, key) for key in keys}
+
+
+def _report_lines(reports: Iterable[DirectionReport]) -> list[str]:
+    return [
+        f"{report.service} {report.direction}: listed {report.listed}, fetched {report.fetched}, "
+        f"wrote {report.rows_written} rows in {report.parts_written} parts, malformed {report.malformed}"
+        for report in reports
+    ]
