@@ -323,6 +323,7 @@ class Settings:
     retrieval_rows: int
     rss_target_n: int
     idle_services: int
+    state_n: int
     workdir: Path
     quick: bool
 
@@ -424,6 +425,58 @@ def idle_services_cases(settings: Settings) -> list[Case]:
             )
     ratio = walls[1] / walls[DEFAULT_SERVICE_CONCURRENCY]
     cases[-1].targets.append(Target(f"wall, concurrency 1 / {DEFAULT_SERVICE_CONCURRENCY}: {ratio:.2f}x", None))
+    return cases
+
+
+# A first cycle's cursor checkpoints, in total, for a million SMS (issue: linear costs).
+STATE_BYTES_TARGET_1M = 10 * 1024 * 1024
+
+
+def state_bytes_cases(settings: Settings) -> list[Case]:
+    """A first cycle's total cursor-state bytes: a year of history, and a busy account (all in 3 days).
+
+    Measured at ``settings.state_n`` SMS and extrapolated to a million (the cost per SMS is flat once
+    checkpoints carry id ranges and not every record seen); the busy account's final state remembers
+    every record of the lookback, which is the state's purpose, and is shown apart.
+    """
+    n = settings.state_n
+    cases: list[Case] = []
+    for days, shape in ((365, "a year of history"), (3, "a busy account: all in 3 days")):
+        spec = EmulatorSpec(outgoing=n, days=days, latency_ms=0, rate_limit=None, seed=3)
+        _log(f"emulator: {n} records over {days} days, for the state bytes of a first cycle")
+        with Emulator(spec, settings.workdir / f"emulator-state-{days}.log") as emulator:
+            store = settings.workdir / f"state-{days}"
+            env = _archive_env(emulator, store, "batch", 1000.0, settings.concurrency)
+            log_path = settings.workdir / f"state-{days}.log"
+            measured = run_measured([sys.executable, str(ROOT / "bench" / "state_bytes.py"), str(store)], env, log_path)
+            _check(measured, f"bench/state_bytes.py ({shape})")
+            result = json.loads(Path(log_path).read_text(encoding="utf-8").strip().splitlines()[-1])
+        final = (store / "_state" / SERVICE / "outgoing.json").stat().st_size
+        checkpoints = result["state_bytes"] - final
+        per_million = checkpoints * 1_000_000 / max(result["rows"], 1)
+        cases.append(
+            Case(
+                case="state bytes, first cycle",
+                n=n,
+                strategy=shape,
+                rows=result["rows"],
+                wall=measured.wall,
+                requests=None,
+                peak_rss_mib=measured.peak_rss_mib,
+                targets=[
+                    Target(
+                        f"checkpoints: {result['checkpoints']}, {checkpoints:,} bytes, largest {result['largest']:,};"
+                        f" final state {final:,} bytes",
+                        None,
+                    ),
+                    Target(
+                        f"checkpoint bytes per 1M SMS < 10 MiB ({per_million / 2**20:.2f} MiB)",
+                        per_million < STATE_BYTES_TARGET_1M,
+                    ),
+                ],
+                details={"cpu_seconds": measured.cpu_seconds, **result, "final_state_bytes": final},
+            )
+        )
     return cases
 
 
@@ -987,8 +1040,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--retrieval-rows", type=int, help="rows of the retrieved month (default 1000000; quick 20000)")
     parser.add_argument("--idle-services", type=int, help="services of the idle-cycle case (default 200; quick: 10)")
+    parser.add_argument("--state-n", type=int, help="SMS of the state-bytes cases (default 200000; quick: 2000)")
     parser.add_argument(
-        "--skip", default="", help="comma list of case groups to skip: naive,backfill,rate,services,retrieve"
+        "--skip", default="", help="comma list of case groups to skip: naive,backfill,rate,services,state,retrieve"
     )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.md", help="markdown table file")
     parser.add_argument("--json", type=Path, help="also write the raw numbers as JSON")
@@ -1017,6 +1071,7 @@ def settings_from(args: argparse.Namespace, workdir: Path) -> Settings:
         retrieval_rows=args.retrieval_rows or (20_000 if quick else 1_000_000),
         rss_target_n=100_000,
         idle_services=args.idle_services or (10 if quick else 200),
+        state_n=args.state_n or (2_000 if quick else 200_000),
         workdir=workdir,
         quick=quick,
     )
@@ -1063,6 +1118,8 @@ def run(settings: Settings, skip: set[str]) -> list[Case]:
                     cases.append(rate_limited_case(emulator, n, strategy, settings))
     if "services" not in skip:
         cases += idle_services_cases(settings)
+    if "state" not in skip:
+        cases += state_bytes_cases(settings)
     if "retrieve" not in skip:
         cases += retrieval_cases(settings)
     return cases

@@ -100,6 +100,8 @@ def test_the_table_has_every_case(quick: QuickRun) -> None:
     quick.row("compact", "")
     quick.row("retrieve", "compacted")
     quick.row("retrieve xlsx", "time-ordered")
+    quick.row("state bytes, first cycle", "a year of history")
+    quick.row("state bytes, first cycle", "a busy account")
     assert "- machine: " in quick.markdown and "- date: " in quick.markdown
 
 
@@ -127,6 +129,14 @@ def test_every_record_is_archived(quick: QuickRun) -> None:
             assert steady["rows"] == 0
     for strategy in ("per-id", "batch", "export"):
         assert int(number(quick.row("rate-limited", strategy)["rows"])) == QUICK_N
+
+
+def test_a_first_cycles_state_bytes_are_counted(quick: QuickRun) -> None:
+    for shape in ("a year of history", "a busy account"):
+        raw = quick.raw("state bytes, first cycle", shape)
+        assert raw["rows"] == raw["details"]["rows"] > 0
+        assert raw["details"]["checkpoints"] >= 1
+        assert raw["details"]["state_bytes"] >= raw["details"]["final_state_bytes"] > 0
 
 
 def test_per_id_asks_each_record_once(quick: QuickRun) -> None:
