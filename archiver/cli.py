@@ -544,16 +544,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 def cmd_retention(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    if settings.retention.delete_after_days is None:
-        raise ConfigError(
-            "invalid settings:\n  SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS: required: retention deletes nothing "
-            "without a policy (e.g. 365)"
-        )
-    if args.apply and not settings.retention.enabled:
-        raise ConfigError(
-            "invalid settings:\n  SMS_ARCHIVER_RETENTION__ENABLED: must be true to delete at OVH (--apply); "
-            "without --apply, retention only shows what it would do"
-        )
+    # Checked before anything is opened (run_retention checks it again, for its other callers).
+    settings.retention.check_policy(apply=args.apply)
     store = open_store(settings.storage)
     with _source(settings) as source:
         report = run_retention(
