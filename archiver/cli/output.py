@@ -37,7 +37,9 @@ def write_output(output: str | None, write: Callable[[BinaryIO], int]) -> int:
 def human_size(size: float) -> str:
     """A byte count in decimal units, as people read them: ``512 B``, ``1.5 kB``, ``2.0 GB``."""
     for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        shown = f"{size:.0f}" if unit == "B" else f"{size:.1f}"
+        # Compared once rounded: 999,999 bytes is "1.0 MB", not "1000.0 kB".
+        if float(shown) < 1000:
+            return f"{shown} {unit}"
         size /= 1000
     return f"{size:.1f} TB"
