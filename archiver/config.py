@@ -324,12 +324,31 @@ class RetentionSettings(_Section):
 
     @model_validator(mode="after")
     def _policy_required(self) -> RetentionSettings:
+        # Enabled, retention runs on the daemon's schedule: refuse the settings now, not at its first run.
         if self.enabled and self.delete_after_days is None:
             raise ValueError(
-                "retention is enabled without a policy: set SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS "
+                f"retention is enabled without a policy: set {ENV_PREFIX}RETENTION__DELETE_AFTER_DAYS "
                 "(nothing is deleted without one)"
             )
         return self
+
+    def check_policy(self, *, apply: bool) -> int:
+        """Return the policy's age in days, for a retention run; with ``apply``, one that deletes at OVH.
+
+        The rules of a run, checked here only: no run, not even a dry run, without a policy; no deletion
+        unless retention is enabled. Raises ``ConfigError`` naming the setting to change.
+        """
+        if self.delete_after_days is None:
+            raise ConfigError(
+                f"invalid settings:\n  {ENV_PREFIX}RETENTION__DELETE_AFTER_DAYS: required: retention deletes "
+                "nothing without a policy (e.g. 365)"
+            )
+        if apply and not self.enabled:
+            raise ConfigError(
+                f"invalid settings:\n  {ENV_PREFIX}RETENTION__ENABLED: must be true to delete at OVH (--apply); "
+                "without --apply, retention only shows what it would do"
+            )
+        return self.delete_after_days
 
 
 class ScheduleSettings(_Section):

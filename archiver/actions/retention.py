@@ -30,7 +30,7 @@ import structlog
 
 from archiver.config import Settings
 from archiver.csvfile import encode_rows
-from archiver.errors import ConfigError, MalformedRecordError
+from archiver.errors import MalformedRecordError
 from archiver.manifest import record_parts
 from archiver.naming import Direction
 from archiver.reader import ArchiveParts, StoredPart, archived_months, read_checked
@@ -315,12 +315,9 @@ def run_retention(
 
     Past the per-run cap, eligible records are kept and counted in ``report.capped`` (the caller
     reports the run as failed). Any error stops the run at once: nothing is deleted after it.
+    Raises ``ConfigError`` without a policy, or with ``apply`` while retention is not enabled.
     """
-    if settings.retention.delete_after_days is None:
-        raise ConfigError(
-            "invalid settings:\n  SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS: required for retention "
-            "(no policy, nothing deleted)"
-        )
+    settings.retention.check_policy(apply=apply)
     # OVH's clock, not ours: the cutoff is compared with OVH's timestamps.
     run = _Run(settings, source, store, apply=apply, now=now or source.now())
     for service in services or services_at_ovh(settings.ovh, source):

@@ -1,29 +1,38 @@
-"""``sms-archiver status``: where each service and direction stands, and what the daemons plan next.
+"""Status: where each service and direction stands, and what the daemons plan next, as data.
 
 Everything comes from the archive itself, so it works from any machine that can read it: the
 cursor and last completed cycle of each service and direction (``_state/{service}/{direction}.json``),
 the lease holder (``_state/{service}/lease.json``), and what each daemon published after its last
-job (``_state/_daemons/{host}.json``: next runs, last outcomes). Tables, or JSON with ``--json``
-(piped or not: a script asks for JSON).
+job (``_state/_daemons/{host}.json``: next runs, last outcomes). ``read_states`` is the one reading
+of cursors and leases, for ``run_status`` (``sms-archiver status``) and ``run_state_show``
+(``sms-archiver state show``); the command line prints what they return (``archiver.cli``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from archiver.config import Settings
 from archiver.errors import ArchiverError
-from archiver.naming import Direction
+from archiver.naming import DIRECTIONS, Direction
 from archiver.services import services_known
 from archiver.store import Store
-from archiver.store.lease import read_lease
-from archiver.store.state import load_state
-from archiver.tables import add_columns, table_console
+from archiver.store.lease import LeaseInfo, read_lease
+from archiver.store.state import CursorState, load_state
 
-__all__ = ["DAEMONS_PREFIX", "last_cycles_finished", "read_daemons", "run_status", "show_status"]
+__all__ = [
+    "DAEMONS_PREFIX",
+    "StateEntry",
+    "last_cycles_finished",
+    "read_daemons",
+    "read_states",
+    "run_state_show",
+    "run_status",
+]
 
 DAEMONS_PREFIX = "_state/_daemons/"
 
@@ -59,43 +68,81 @@ def _archive_failure_after(daemons: list[dict[str, Any]], finished_at: str | Non
     return latest[1] if latest else None
 
 
+@dataclass(frozen=True, slots=True)
+class StateEntry:
+    """What the archive records for one service and direction: its cursor state and its service's lease."""
+
+    service: str
+    direction: Direction
+    state: CursorState
+    lease: LeaseInfo | None
+
+
+def read_states(store: Store, services: Iterable[str], directions: Sequence[Direction]) -> list[StateEntry]:
+    """The cursor state of each service and direction, with the service's lease (read once a service)."""
+    entries = []
+    for service in services:
+        lease = read_lease(store, service)
+        for direction in directions:
+            entries.append(StateEntry(service, direction, load_state(store, service, direction), lease))
+    return entries
+
+
+def _last_cycle_outcome(state: CursorState, daemons: list[dict[str, Any]]) -> str:
+    """How the last archive cycle of a service and direction ended, a daemon's later failure first."""
+    last = state.last_cycle
+    failure = _archive_failure_after(daemons, last.get("finished_at") if last else None)
+    if failure:
+        return f"failed since ({failure})"
+    if state.partial_until:
+        return "interrupted (the next cycle resumes it)"
+    return "ok" if last else "never archived"
+
+
 def run_status(settings: Settings, store: Store) -> dict[str, Any]:
     """The status as data: ``services`` (one entry per service and direction) and ``daemons``."""
     daemons = read_daemons(store)
     entries: list[dict[str, Any]] = []
-    services = services_known(settings.ovh, store)
-    for service in services:
-        lease = read_lease(store, service)
-        for direction in settings.archive.directions:
-            state = load_state(store, service, direction)
-            last = state.last_cycle
-            finished_at = last.get("finished_at") if last else None
-            failure = _archive_failure_after(daemons, finished_at)
-            if failure:
-                outcome = f"failed since ({failure})"
-            elif state.partial_until:
-                outcome = "interrupted (the next cycle resumes it)"
-            elif last:
-                outcome = "ok"
-            else:
-                outcome = "never archived"
-            entries.append(
-                {
-                    "service": service,
-                    "direction": direction,
-                    "cursor": state.cursor.isoformat() if state.cursor else None,
-                    "interrupted_cycle": state.partial_until.isoformat() if state.partial_until else None,
-                    "last_cycle": {
-                        "finished_at": finished_at,
-                        "rows_written": last.get("rows_written") if last else None,
-                        "unsettled": last.get("unsettled") if last else None,
-                        "clock_offset_seconds": last.get("clock_offset_seconds") if last else None,
-                        "outcome": outcome,
-                    },
-                    "lease": lease.describe() if lease else None,
-                }
-            )
+    for entry in read_states(store, services_known(settings.ovh, store), settings.archive.directions):
+        state, last = entry.state, entry.state.last_cycle
+        entries.append(
+            {
+                "service": entry.service,
+                "direction": entry.direction,
+                "cursor": state.cursor.isoformat() if state.cursor else None,
+                "interrupted_cycle": state.partial_until.isoformat() if state.partial_until else None,
+                "last_cycle": {
+                    "finished_at": last.get("finished_at") if last else None,
+                    "rows_written": last.get("rows_written") if last else None,
+                    "unsettled": last.get("unsettled") if last else None,
+                    "clock_offset_seconds": last.get("clock_offset_seconds") if last else None,
+                    "outcome": _last_cycle_outcome(state, daemons),
+                },
+                "lease": entry.lease.describe() if entry.lease else None,
+            }
+        )
     return {"services": entries, "daemons": daemons}
+
+
+def run_state_show(settings: Settings, store: Store, *, service: str | None = None) -> list[dict[str, Any]]:
+    """Each service's cursors in detail, both directions (``service``: only that one, which must be known)."""
+    document: list[dict[str, Any]] = []
+    for entry in read_states(store, services_known(settings.ovh, store, service), DIRECTIONS):
+        state = entry.state
+        document.append(
+            {
+                "service": entry.service,
+                "direction": entry.direction,
+                "cursor": state.cursor.isoformat() if state.cursor else None,
+                "known_recent": len(state.known),
+                "awaiting_final_status": sum(1 for known in state.known.values() if not known.final),
+                "retry_ids": sorted(state.retry),
+                "interrupted_cycle": state.partial_until.isoformat() if state.partial_until else None,
+                "last_cycle": state.last_cycle,
+                "lease": entry.lease.describe() if entry.lease else None,
+            }
+        )
+    return document
 
 
 def last_cycles_finished(
@@ -116,88 +163,3 @@ def last_cycles_finished(
             if when:
                 finished[(service, direction)] = dt.datetime.fromisoformat(when)
     return finished
-
-
-def show_status(settings: Settings, store: Store, *, as_json: bool) -> int:
-    """Print the status (tables, or JSON with ``as_json``); return 0.
-
-    Raises ``StorageError`` when the archive cannot be read.
-    """
-    document = run_status(settings, store)
-    if as_json:
-        print(json.dumps(document, indent=2, sort_keys=True))
-        return 0
-    _print_tables(document)
-    return 0
-
-
-def _when(text: Any) -> str:
-    """An ISO instant as ``YYYY-MM-DD HH:MM`` UTC, short enough for a table."""
-    if not isinstance(text, str) or not text:
-        return "-"
-    try:
-        return f"{dt.datetime.fromisoformat(text).astimezone(dt.UTC):%Y-%m-%d %H:%M}"
-    except ValueError:
-        return text
-
-
-def _print_tables(document: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    console = table_console()
-    archive = Table(title="archive (times in UTC)")
-    add_columns(
-        archive,
-        ("service", "direction", "cursor", "last cycle", "rows", "outcome", "lease"),
-        right=("rows",),
-        no_wrap=("cursor", "last cycle"),
-    )
-    for entry in document["services"]:
-        last = entry["last_cycle"]
-        archive.add_row(
-            entry["service"],
-            entry["direction"],
-            _when(entry["cursor"]),
-            _when(last["finished_at"]),
-            "" if last["rows_written"] is None else str(last["rows_written"]),
-            last["outcome"],
-            entry["lease"] or "free",
-        )
-    if not document["services"]:
-        archive.caption = "no service archived yet"
-    console.print(archive)
-
-    daemons = Table(title="daemons (times in UTC)")
-    add_columns(
-        daemons,
-        ("host", "state", "updated", "job", "schedule", "next run", "last run", "outcome"),
-        no_wrap=("updated", "next run", "last run"),
-    )
-    for daemon in document["daemons"]:
-        jobs = daemon.get("jobs") or {}
-        if not jobs:
-            daemons.add_row(daemon.get("host", "?"), daemon.get("state", daemon.get("error", "?")), *[""] * 6)
-        for index, (name, job) in enumerate(sorted(jobs.items())):
-            first = index == 0
-            daemons.add_row(
-                f"{daemon.get('host', '?')} (pid {daemon.get('pid', '?')})" if first else "",
-                daemon.get("state", "?") if first else "",
-                _when(daemon.get("updated_at")) if first else "",
-                name,
-                job.get("schedule") or "",
-                _when(job.get("next_run")),
-                _when(job.get("last_finished")),
-                _outcome(job),
-            )
-    if not document["daemons"]:
-        daemons.caption = "no daemon has published its status (sms-archiver run)"
-    console.print(daemons)
-
-
-def _outcome(job: dict[str, Any]) -> str:
-    outcome = job.get("last_outcome") or "-"
-    if outcome == "failed" and job.get("last_error"):
-        return f"failed: {job['last_error']}"
-    if outcome == "ok" and job.get("last_summary"):
-        return f"ok: {job['last_summary']}"
-    return str(outcome)

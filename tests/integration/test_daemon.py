@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from archiver.actions.status import show_status
+from archiver.cli.commands.status import show_status
 from archiver.config import load_settings
 from archiver.store.layout import daemon_status_key, lease_key
 from archiver.store.lease import LeaseInfo, read_lease

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from archiver.cli import RichProgress, records_rate
+from archiver.cli.progress import RichProgress, records_rate
 
 
 class Clock:

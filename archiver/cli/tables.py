@@ -27,7 +27,7 @@ def table_console() -> Console:
 
     class TableConsole(Console):
         def on_broken_pipe(self) -> None:
-            # rich would exit 1 on its own; the CLI ends every closed pipe the same way (cli.main).
+            # rich would exit 1 on its own; the CLI ends every closed pipe the same way (cli.program.main).
             self.quiet = True
             raise BrokenPipeError
 

@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 from rich.table import Table
 
-from archiver.tables import PIPED_WIDTH, add_columns, table_console
+from archiver.cli.tables import PIPED_WIDTH, add_columns, table_console
 
 SERVICE = "sms-ab12345-1234567"
 

@@ -1,0 +1,91 @@
+"""``archive``, ``backfill`` and ``run``: the commands that bring SMS from OVH into the archive."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from archiver.actions.archive import DirectionReport, every_service_held, run_archive, run_backfill
+from archiver.cli.progress import progress_bar
+from archiver.cli.tables import add_columns, table_console
+from archiver.cli.wiring import ovh_source, settings_from
+from archiver.errors import ConfigError, LeaseHeldError
+from archiver.ping import Pinger
+from archiver.store import open_store
+
+__all__ = ["cmd_archive", "cmd_backfill", "cmd_run"]
+
+log = structlog.get_logger()
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    store = open_store(settings.storage)
+    # The systemd timer and cron users run this one-shot: it pings the dead man's switch too.
+    pinger = Pinger(settings.ping)
+    try:
+        with pinger.monitored() as outcome:
+            with ovh_source(settings) as source:
+                reports = run_archive(settings, source, store, progress=progress_bar(args))
+            if (held := every_service_held(reports)) is not None:
+                raise LeaseHeldError(held)
+            outcome.summary = f"{sum(report.rows_written for report in reports)} rows written"
+    finally:
+        pinger.close()
+    _print_reports(reports, "archive cycle")
+    bad = sum(report.malformed for report in reports)
+    if bad:
+        log.warning("malformed_records_skipped", count=bad, hint="they are retried on every cycle")
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if args.to < args.since:
+        raise ConfigError("--to must not be before --from")
+    zone = settings.archive.zone
+    since = dt.datetime.combine(args.since, dt.time(0), tzinfo=zone)
+    # --to is a whole day, inclusive.
+    until = dt.datetime.combine(args.to + dt.timedelta(days=1), dt.time(0), tzinfo=zone) - dt.timedelta(seconds=1)
+    store = open_store(settings.storage)
+    with ovh_source(settings) as source:
+        reports = run_backfill(settings, source, store, since=since, until=until, progress=progress_bar(args))
+    _print_reports(reports, f"backfill {args.since} .. {args.to}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from archiver.daemon import run_daemon
+
+    return run_daemon(settings_from(args), config_path=args.config)
+
+
+def _print_reports(reports: Sequence[DirectionReport], title: str) -> None:
+    """A table of what each service and direction did, for people at a terminal (logs say it otherwise)."""
+    if not sys.stdout.isatty():
+        return
+    from rich.table import Table
+
+    table = Table(title=title)
+    columns = ("service", "direction", "listed", "fetched", "rows written", "parts", "malformed", "API calls", "s")
+    add_columns(table, columns, right=columns[2:])
+    for report in reports:
+        if report.skipped:
+            table.add_row(report.service, report.direction, "skipped: another instance holds its lease")
+            continue
+        table.add_row(
+            report.service,
+            report.direction,
+            str(report.listed),
+            str(report.fetched),
+            str(report.rows_written),
+            str(report.parts_written),
+            str(report.malformed),
+            str(report.api_calls),
+            f"{report.seconds:.1f}",
+        )
+    table_console().print(table)

@@ -1,0 +1,189 @@
+"""The command line's grammar: global options, every subcommand and its options, the argument types.
+
+``build_parser`` is the one place where subcommands are registered: a new one is a line there (name,
+handler, help) and, if it takes options, a small function beside the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, TypeAlias
+
+from archiver.cli.commands.archiving import cmd_archive, cmd_backfill, cmd_run
+from archiver.cli.commands.check_config import cmd_check_config
+from archiver.cli.commands.maintenance import cmd_compact, cmd_retention, cmd_verify
+from archiver.cli.commands.reading import cmd_months, cmd_retrieve
+from archiver.cli.commands.state import cmd_state_reset, cmd_state_show
+from archiver.cli.commands.status import cmd_status
+from archiver.cli.commands.tools import cmd_demo, cmd_emulator, installed_version
+from archiver.naming import DIRECTIONS
+
+__all__ = ["Handler", "build_parser", "day_argument", "delimiter_argument"]
+
+Handler: TypeAlias = Callable[[argparse.Namespace], int]
+
+if TYPE_CHECKING:
+    # What ``add_subparsers`` returns: argparse names its class as private, but it is what typeshed declares.
+    _Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def delimiter_argument(text: str) -> str:
+    """``--delimiter``: one character other than a quote or a line break; ``tab`` or ``\\t`` for a tab."""
+    text = {"\\t": "\t", "tab": "\t"}.get(text, text)
+    if len(text) != 1 or text in '"\r\n':
+        raise argparse.ArgumentTypeError("one character other than a quote or a line break (e.g. ; , or tab)")
+    return text
+
+
+def day_argument(text: str) -> dt.date:
+    """``--from`` and ``--to``: a day as ``YYYY-MM-DD``."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sms-archiver`` parser; each subcommand sets ``handler``, the function that runs it."""
+    parser = _global_options()
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = partial(_add_command, commands)
+    add("archive", cmd_archive, "Run one archive cycle over every configured service and direction.")
+    add("run", cmd_run, "Run the daemon: archive on a schedule, compact, verify, retention; sd_notify, metrics, pings.")
+    _json_option(
+        add("status", cmd_status, "Last cycle, cursor and lease of each service and direction; daemons' next runs.")
+    )
+    _backfill_options(add("backfill", cmd_backfill, "Archive a bounded range of days without moving the cursor."))
+    add("check-config", cmd_check_config, "Validate settings and check that OVH and the storage answer.")
+    _add_state_commands(commands)
+    _months_options(add("months", cmd_months, "List the archived months with their rows, parts and sizes."))
+    _retrieve_options(
+        add(
+            "retrieve",
+            cmd_retrieve,
+            "Write one or more archived months as one CSV (or an Excel workbook), each SMS once (newest version).",
+        )
+    )
+    _verify_options(
+        add("verify", cmd_verify, "Re-read parts and check checksums, row counts and CSV against the manifests.")
+    )
+    add("compact", cmd_compact, "Merge the parts of each settled day into one (verified before old parts go).")
+    _retention_options(
+        add(
+            "retention",
+            cmd_retention,
+            "Delete SMS at OVH once verifiably archived, per SMS_ARCHIVER_RETENTION__*. A dry run unless --apply.",
+        )
+    )
+    _add_emulator_command(commands)
+    _demo_options(add("demo", cmd_demo, "Archive sample data from the built-in OVH emulator: no OVH account needed."))
+    return parser
+
+
+def _global_options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sms-archiver",
+        description="Keep your OVHcloud SMS history forever, as dated CSV files in S3-compatible storage.",
+        epilog="Settings come from --config (TOML), SMS_ARCHIVER_* environment variables and secret files; "
+        "see config/sms-archiver.toml and the README.",
+    )
+    parser.add_argument("--config", metavar="PATH", help="TOML settings file (default: $SMS_ARCHIVER_CONFIG)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override log.level")
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], help="override log.format")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
+    return parser
+
+
+def _add_command(commands: _Subcommands, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+    sub = commands.add_parser(name, help=help_text, description=help_text)
+    sub.set_defaults(handler=handler)
+    return sub
+
+
+def _json_option(sub: argparse.ArgumentParser, help_text: str = "JSON output") -> None:
+    sub.add_argument("--json", action="store_true", help=help_text)
+
+
+def _backfill_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--from", dest="since", type=day_argument, required=True, metavar="YYYY-MM-DD")
+    sub.add_argument("--to", type=day_argument, required=True, metavar="YYYY-MM-DD", help="inclusive")
+
+
+def _add_state_commands(commands: _Subcommands) -> None:
+    state = commands.add_parser("state", help="Show or reset the archive cursors.")
+    actions = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="Cursor, pending re-checks and lease of each service.")
+    show.set_defaults(handler=cmd_state_show)
+    show.add_argument("--service")
+    _json_option(show)
+    reset = actions.add_parser("reset", help="Forget a cursor so that the next cycle starts over.")
+    reset.set_defaults(handler=cmd_state_reset)
+    reset.add_argument("--service", required=True)
+    reset.add_argument("--direction", choices=DIRECTIONS)
+    reset.add_argument("--yes", action="store_true", help="confirm")
+
+
+def _months_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--service", help="one SMS service (default: all)")
+    sub.add_argument("--direction", choices=DIRECTIONS, help="default: both")
+    _json_option(sub)
+
+
+def _retrieve_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--month", required=True, metavar="YYYY-MM", help="the (first) month")
+    sub.add_argument("--until-month", metavar="YYYY-MM", help="last month of a range (inclusive)")
+    sub.add_argument("--service", help="required when the archive holds several services")
+    sub.add_argument("--direction", choices=DIRECTIONS, default="outgoing", help="default: outgoing")
+    sub.add_argument("--output", "-o", metavar="FILE", help="file to write (default: standard output, or -)")
+    sub.add_argument("--sender", help="only SMS from this sender (exact match)")
+    sub.add_argument("--receiver", help="only SMS to this number (outgoing; exact match)")
+    sub.add_argument("--tag", help="only SMS with this tag (exact match)")
+    sub.add_argument(
+        "--format",
+        choices=["csv", "xlsx"],
+        default="csv",
+        help="csv (default): the archive's own format, byte for byte; xlsx: a workbook for Excel or LibreOffice "
+        "(numbers as text, real dates, no formulas)",
+    )
+    sub.add_argument("--gzip", action="store_true", help="gzip the output")
+    sub.add_argument("--excel", action="store_true", help="UTF-8 BOM so Excel shows accents right on a double click")
+    sub.add_argument("--delimiter", type=delimiter_argument, help="output delimiter (default: the archive's, ';')")
+    sub.add_argument(
+        "--neutralize-formulas",
+        action="store_true",
+        help="prefix cells starting with = + - @ with a quote, so spreadsheets never run them as formulas",
+    )
+
+
+def _verify_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--month", metavar="YYYY-MM", help="one month (default: all)")
+    sub.add_argument("--service", help="one SMS service (default: all)")
+    _json_option(sub)
+
+
+def _retention_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--apply", action="store_true", help="really delete at OVH (needs RETENTION__ENABLED=true)")
+    sub.add_argument("--service", help="one SMS service (default: all)")
+    _json_option(sub, "JSON output (every decision)")
+    sub.add_argument("--limit", type=int, default=50, help="rows shown in the table (default 50)")
+
+
+def _add_emulator_command(commands: _Subcommands) -> None:
+    # No help of its own: --help, like every other option, goes to the emulator, which lists its options.
+    emulator_help = "Serve the built-in OVH API emulator on 127.0.0.1 (for trials and tests); options: emulator --help"
+    emulator = commands.add_parser("emulator", help=emulator_help, description=emulator_help, add_help=False)
+    emulator.set_defaults(handler=cmd_emulator)
+
+
+def _demo_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--storage-url",
+        default=None,
+        help="where to archive (default: file://$PWD/demo-archive; s3:// works too)",
+    )
+    sub.add_argument("--outgoing", type=int, default=250, help="sample sent SMS (default 250)")
+    sub.add_argument("--incoming", type=int, default=40, help="sample received SMS (default 40)")
