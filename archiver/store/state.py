@@ -107,10 +107,10 @@ class CursorState:
     partial_done: DoneRanges = field(default_factory=DoneRanges)
     last_cycle: dict[str, Any] = field(default_factory=dict)
     # The longest id listing OVH has answered for this service and direction: a listing shorter than
-    # it cannot have been cut by a size cap (see archive._DirectionRun.may_be_cut).
+    # it cannot have been cut by a size cap (see archive.DirectionRun.may_be_cut).
     largest_listing: int = 0
     # The length at which OVH was seen cutting a listing (0: never seen): a burst of SMS in one
-    # second as long as this may hide more (see archive._DirectionRun.prove_whole).
+    # second as long as this may hide more (see archive.DirectionRun.prove_whole).
     listing_cap_seen: int = 0
     fence: int = 0
 

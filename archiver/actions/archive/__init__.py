@@ -1,7 +1,7 @@
 """One archive cycle, and backfills: from the OVH API to dated CSV parts, then the cursor.
 
 - ``cycle.py``: ``run_archive`` and ``run_backfill`` over the services, several at once;
-- ``direction.py``: one service's direction, steps 1 to 4 below;
+- ``direction.py``: one service's direction, steps 1 to 4 below; ``backfill.py``: a window again, cursor untouched;
 - ``listing.py``: the creation times the listing proof keeps;
 - ``report.py``: what a run reports, and its progress.
 

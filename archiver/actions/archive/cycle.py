@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import structlog
 
-from archiver.actions.archive.direction import archive_direction, backfill_direction
+from archiver.actions.archive.backfill import backfill_direction
+from archiver.actions.archive.direction import archive_direction
 from archiver.actions.archive.report import DirectionReport, Progress, SilentProgress, StopSignal
 from archiver.config import Settings
 from archiver.errors import CycleInterrupted, LeaseHeldError

@@ -29,7 +29,7 @@ from archiver.store.lease import Lease
 from archiver.store.state import CursorState, DoneRanges, Known, load_state, save_state
 from archiver.writer import write_parts
 
-__all__ = ["archive_direction", "backfill_direction", "row_digest"]
+__all__ = ["DirectionRun", "archive_direction", "row_digest"]
 
 log = structlog.get_logger()
 
@@ -59,7 +59,7 @@ def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
         yield items[start : start + size]
 
 
-class _DirectionRun:
+class DirectionRun:
     """The work of one cycle (or backfill) for one service and direction."""
 
     def __init__(
@@ -416,7 +416,7 @@ def archive_direction(
     """
     started = time.monotonic()
     calls_before = source.total_calls
-    run = _DirectionRun(settings, source, store, service, direction, lease=lease, progress=progress, stop=stop)
+    run = DirectionRun(settings, source, store, service, direction, lease=lease, progress=progress, stop=stop)
     state = load_state(store, service, direction)
     # An interrupted cycle is resumed with its own window, so its chunks (and part names) repeat.
     until = state.partial_until or now - dt.timedelta(seconds=settings.archive.settle_seconds)
@@ -473,54 +473,4 @@ def archive_direction(
     state.last_cycle = run.report.as_dict()
     save_state(store, service, direction, state, lease=lease)
     run.log.info("cursor_advanced", cursor=until.isoformat(), **counts(run.report))
-    return run.report
-
-
-def backfill_direction(
-    settings: Settings,
-    source: OvhSource,
-    store: Store,
-    service: str,
-    direction: Direction,
-    *,
-    lease: Lease,
-    since: dt.datetime,
-    until: dt.datetime,
-    progress: Progress,
-) -> DirectionReport:
-    """Archive one direction's records created in ``[since, until]`` without touching the cursor.
-
-    Records the cursor knows in their final state are not fetched again.
-    """
-    started = time.monotonic()
-    calls_before = source.total_calls
-    run = _DirectionRun(settings, source, store, service, direction, lease=lease, progress=progress)
-    cursor_state = load_state(store, service, direction)
-    # A scratch state: known final records are skipped, nothing is saved.
-    scratch = CursorState(
-        known={k: v for k, v in cursor_state.known.items() if v.final},
-        largest_listing=cursor_state.largest_listing,
-        listing_cap_seen=cursor_state.listing_cap_seen,
-    )
-    listed = run.list_ids(since, until, scratch)
-    run.remember_from = float("inf")  # the scratch state is thrown away: remember nothing
-    lookback = dt.timedelta(hours=settings.archive.lookback_hours)
-    run.unsettled_before = (source.now() - lookback).timestamp()
-    if run.may_be_cut(listed, scratch):
-        run.times = CreationTimes(listed)
-    todo = sorted(set(listed) - scratch.known.keys())
-    run.report.since, run.report.until = since.isoformat(), until.isoformat()
-    run.report.listed = len(listed)
-    run.fetch_and_write(todo, scratch, checkpoint=None, window=(since, until))
-
-    def fetch_missing(ids: list[int]) -> None:
-        run.fetch_and_write(ids, scratch, checkpoint=None)
-        run.report.listed += len(ids)
-
-    run.prove_whole((since, until), listed, scratch, fetch_missing)
-    run.report.api_calls = source.total_calls - calls_before
-    run.report.seconds = round(time.monotonic() - started, 3)
-    if run.report.unsettled:
-        run.log.info("status_unsettled", count=run.report.unsettled, kept_as="the last status, archived")
-    run.log.info("backfill_done", **counts(run.report))
     return run.report

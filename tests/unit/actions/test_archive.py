@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archiver.actions.archive import CreationTimes, DirectionReport
-from archiver.actions.archive.direction import _DirectionRun
+from archiver.actions.archive.direction import DirectionRun
 from archiver.errors import ListingCutError
 from archiver.store.state import CursorState
 
@@ -47,8 +47,8 @@ class CappedListings:
         return [sms_id for _second, sms_id in ids]
 
 
-def new_run(source: CappedListings) -> _DirectionRun:
-    run = _DirectionRun.__new__(_DirectionRun)
+def new_run(source: CappedListings) -> DirectionRun:
+    run = DirectionRun.__new__(DirectionRun)
     run.source = source  # type: ignore[assignment]
     run.service, run.direction = "sms-x-1", "outgoing"
     run.times = None

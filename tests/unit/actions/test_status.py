@@ -12,7 +12,8 @@ from archiver.config import ArchiveSettings, OvhSettings, Settings
 from archiver.naming import DIRECTIONS
 from archiver.store import LocalStore, Store
 from archiver.store.layout import lease_key
-from archiver.store.state import CursorState, LeaseInfo, save_state
+from archiver.store.lease import LeaseInfo
+from archiver.store.state import CursorState, save_state
 
 FIRST, SECOND = "sms-ab11111-1", "sms-cd22222-1"
 CURSOR = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.UTC)
