@@ -21,11 +21,11 @@ from archiver.errors import ArchiverError
 from archiver.naming import DIRECTIONS, Direction
 from archiver.services import services_known
 from archiver.store import Store
+from archiver.store.layout import DAEMON_STATUS_PREFIX, host_of_daemon_status_key
 from archiver.store.lease import LeaseInfo, read_lease
 from archiver.store.state import CursorState, load_state
 
 __all__ = [
-    "DAEMONS_PREFIX",
     "StateEntry",
     "last_cycles_finished",
     "read_daemons",
@@ -34,13 +34,11 @@ __all__ = [
     "run_status",
 ]
 
-DAEMONS_PREFIX = "_state/_daemons/"
-
 
 def read_daemons(store: Store) -> list[dict[str, Any]]:
     """Every status document the daemons published; an unreadable one is reported, not fatal."""
     daemons: list[dict[str, Any]] = []
-    for info in store.list(DAEMONS_PREFIX):
+    for info in store.list(DAEMON_STATUS_PREFIX):
         if not info.key.endswith(".json"):
             continue
         try:
@@ -50,7 +48,7 @@ def read_daemons(store: Store) -> list[dict[str, Any]]:
         except KeyError:
             continue  # removed since the listing
         except ValueError as error:
-            document = {"host": info.key.removeprefix(DAEMONS_PREFIX).removesuffix(".json"), "error": str(error)}
+            document = {"host": host_of_daemon_status_key(info.key), "error": str(error)}
         daemons.append(document)
     return daemons
 

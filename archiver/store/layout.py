@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from archiver.naming import DIRECTIONS, Direction, check_service_name
 
 __all__ = [
+    "DAEMON_STATUS_PREFIX",
     "PartKey",
     "daemon_status_key",
     "day_prefix",
+    "host_of_daemon_status_key",
     "journal_key",
     "lease_key",
     "manifest_key",
@@ -133,6 +135,14 @@ def journal_key(kind: str, when: dt.datetime, run_id: str, name: str) -> str:
     return f"_journal/{kind}/year={when.year:04d}/month={when.month:02d}/{run_id}-{name}.csv"
 
 
+DAEMON_STATUS_PREFIX = "_state/_daemons/"
+
+
 def daemon_status_key(host: str) -> str:
     """Where a daemon publishes its schedule and last outcomes, for ``sms-archiver status``."""
-    return f"_state/_daemons/{re.sub(r'[^A-Za-z0-9._-]', '_', host)}.json"
+    return f"{DAEMON_STATUS_PREFIX}{re.sub(r'[^A-Za-z0-9._-]', '_', host)}.json"
+
+
+def host_of_daemon_status_key(key: str) -> str:
+    """The (sanitised) host name a daemon status key was made from."""
+    return key.removeprefix(DAEMON_STATUS_PREFIX).removesuffix(".json")
