@@ -654,6 +654,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     return show_status(settings, _reading_store(settings), as_json=args.json)
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    from archiver.web.serve import serve
+
+    settings = _settings(args)
+    _reading_store(settings)
+    return serve(settings, host=args.host, port=args.port)
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from archiver.emulator import serve_forever_cli
 
@@ -772,6 +780,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--service", help="one SMS service (default: all)")
     sub.add_argument("--json", action="store_true", help="JSON output (every decision)")
     sub.add_argument("--limit", type=int, default=50, help="rows shown in the table (default 50)")
+
+    sub = add("web", cmd_web, "Serve the history browser (pages, JSON API, CSV download) from the archive.")
+    sub.add_argument("--host", help="address to listen on (default: SMS_ARCHIVER_WEB__HOST, 127.0.0.1)")
+    sub.add_argument("--port", type=int, help="port (default: SMS_ARCHIVER_WEB__PORT, 8080; 0: any free port)")
 
     # No help of its own: --help, like every other option, goes to the emulator, which lists its options.
     emulator_help = "Serve the built-in OVH API emulator on 127.0.0.1 (for trials and tests); options: emulator --help"
