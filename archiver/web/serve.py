@@ -126,3 +126,19 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     finally:
         server.stop()
     return 0
+
+
+def start_beside_daemon(settings: Settings, store: Store | None = None) -> WebServer | None:
+    """``sms-archiver run`` with ``SMS_ARCHIVER_WEB__ENABLED=true``: the browser in a thread (None: not enabled)."""
+    if not settings.web.enabled:
+        return None
+    context = build_context(settings, store)
+    try:
+        server = WebServer(context, settings.web.host, settings.web.port).start()
+    except ConfigError:
+        raise ConfigError(
+            f"SMS_ARCHIVER_WEB__PORT: the history browser cannot listen on {settings.web.host}:{settings.web.port}"
+        ) from None
+    log.info("web_started", url=server.url)
+    warm(context)
+    return server

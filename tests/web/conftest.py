@@ -86,7 +86,14 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
         if direction == "outgoing":
             receivers[row["receiver"]] = receivers.get(row["receiver"], 0) + 1
     receiver = max(receivers, key=lambda number: receivers[number])
-    yield Archive(directory, {k: v for k, v in env.items() if not k.startswith("SMS_ARCHIVER_OVH")}, truth, html_ids, twice, receiver)
+    yield Archive(
+        directory,
+        {k: v for k, v in env.items() if not k.startswith("SMS_ARCHIVER_OVH")},
+        truth,
+        html_ids,
+        twice,
+        receiver,
+    )
 
 
 def web_settings(directory: Path, cache: Path, **web: Any) -> Settings:
@@ -134,9 +141,9 @@ class Answer:
 
 
 def get(url: str, headers: Mapping[str, str] | None = None) -> Answer:
-    request = urllib.request.Request(url, headers=dict(headers or {}))  # noqa: S310 - loopback test server
+    request = urllib.request.Request(url, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=60) as response:
             return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
     except urllib.error.HTTPError as error:
         return Answer(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())

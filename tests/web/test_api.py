@@ -73,9 +73,15 @@ def test_the_newest_version_of_an_sms_archived_twice_is_the_one_listed(archive: 
         ({"direction": "incoming"}, lambda key, row: key[1] == "incoming"),
         ({"tag": "promo;vip"}, lambda key, row: row["tag"] == "promo;vip"),
         ({"ptt": "4"}, lambda key, row: row.get("ptt") == "4"),
-        ({"sender": "DrMartin", "direction": "outgoing"}, lambda key, row: key[1] == "outgoing" and row["sender"] == "DrMartin"),
+        (
+            {"sender": "DrMartin", "direction": "outgoing"},
+            lambda key, row: key[1] == "outgoing" and row["sender"] == "DrMartin",
+        ),
         # words, in any case, each present somewhere in the message
-        ({"q": "VOTRE  colis"}, lambda key, row: "votre" in row["message"].casefold() and "colis" in row["message"].casefold()),
+        (
+            {"q": "VOTRE  colis"},
+            lambda key, row: "votre" in row["message"].casefold() and "colis" in row["message"].casefold(),
+        ),
         ({"q": "été"}, lambda key, row: "été" in row["message"].casefold()),
     ],
 )
@@ -187,7 +193,9 @@ def test_csv_download_of_a_month_is_the_bytes_of_retrieve(archive: Archive, web:
 
 def test_csv_download_with_filters_and_excel_is_the_bytes_of_retrieve(archive: Archive, web: str) -> None:
     month = _months(archive)[-2]
-    expected = _retrieve_bytes(archive, "--month", month, "--service", SERVICES[0], "--receiver", archive.receiver, "--excel")
+    expected = _retrieve_bytes(
+        archive, "--month", month, "--service", SERVICES[0], "--receiver", archive.receiver, "--excel"
+    )
     params = {"service": SERVICES[0], "receiver": archive.receiver, "excel": "1", **_month_bounds(month)}
     answer = get(f"{web}/export.csv?{urllib.parse.urlencode(params)}")
     assert answer.body == expected
@@ -199,7 +207,11 @@ def _retrieve_bytes(archive: Archive, *args: str) -> bytes:
     import sys
 
     completed = subprocess.run(
-        [sys.executable, "-m", "archiver", "retrieve", *args, "-o", "-"], env=archive.env, capture_output=True, timeout=120, check=True
+        [sys.executable, "-m", "archiver", "retrieve", *args, "-o", "-"],
+        env=archive.env,
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     return completed.stdout
 

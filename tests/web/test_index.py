@@ -113,16 +113,21 @@ def test_the_index_follows_moved_versions_new_cycles_and_compaction(archived: An
 
 
 def test_a_month_gone_from_the_archive_leaves_the_index(archived: Any, start_web: Any) -> None:
-    emulator, storage, env, directory = archived
+    _emulator, storage, _env, directory = archived
     web = start_web(directory)
     before = _listed(web)
     first = min(dt.datetime.fromisoformat(fields[1]) for fields in before.values()).astimezone(dt.UTC)
     for direction in ("outgoing", "incoming"):
-        shutil.rmtree(directory / SERVICE / direction / f"year={first.year:04d}" / f"month={first.month:02d}", ignore_errors=True)
+        shutil.rmtree(
+            directory / SERVICE / direction / f"year={first.year:04d}" / f"month={first.month:02d}", ignore_errors=True
+        )
     after = _listed(web)
     assert after == _flat(archive_contents(store_from_env(storage)))
     assert set(after) < set(before)
-    assert all(dt.datetime.fromisoformat(fields[1]).astimezone(dt.UTC).strftime("%Y-%m") != first.strftime("%Y-%m") for fields in after.values())
+    assert all(
+        dt.datetime.fromisoformat(fields[1]).astimezone(dt.UTC).strftime("%Y-%m") != first.strftime("%Y-%m")
+        for fields in after.values()
+    )
 
 
 def test_a_deleted_index_is_rebuilt_and_a_second_refresh_reads_nothing(archived: Any, tmp_path: Path) -> None:

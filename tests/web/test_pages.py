@@ -68,7 +68,7 @@ def test_overview_draws_months_and_days_and_lists_the_months(archive: Archive, w
     assert sum(int(count) for _month, count, _state in titles) == total
     assert {state for _m, _c, state in titles} <= {"delivered", "failed", "pending", "received"}
     assert "received" in {state for _m, _c, state in titles}
-    assert page.count('<tr><td>sms-web00001-1</td>') >= 2  # months table rows
+    assert page.count("<tr><td>sms-web00001-1</td>") >= 2  # months table rows
 
 
 def test_the_web_command_prints_its_url_and_serves(archive: Archive) -> None:

@@ -50,7 +50,14 @@ def test_html_in_messages_shows_as_text_in_every_page(archive: Archive, web: str
     for sms_id, message in zip(archive.html_ids, HTML_MESSAGES, strict=True):
         one = get(f"{web}/sms/{SERVICES[0]}/outgoing/{sms_id}").text
         assert message not in one
-        assert message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;").replace("'", "&#39;") in one
+        assert (
+            message.replace("&", "&amp;")
+            .replace("<", "&lt;")
+            .replace(">", "&gt;")
+            .replace('"', "&#34;")
+            .replace("'", "&#39;")
+            in one
+        )
     # the filters echoed back in the form are escaped too
     hostile = urllib.parse.urlencode({"q": '"><script>x()</script>'})
     echoed = get(f"{web}/?{hostile}").text
@@ -113,7 +120,9 @@ def test_the_trusted_header_names_the_user_from_a_trusted_proxy(archive: Archive
     web = start_web(archive.directory, trusted_user_header="X-Forwarded-User", trusted_proxies=["127.0.0.1/32"])
     assert get(f"{web}/api/sms").status == 401  # no header: nobody
     with structlog.testing.capture_logs() as logs:
-        answer = get(f"{web}/api/sms?{urllib.parse.urlencode({'receiver': '+33612345678'})}", {"X-Forwarded-User": "carol"})
+        answer = get(
+            f"{web}/api/sms?{urllib.parse.urlencode({'receiver': '+33612345678'})}", {"X-Forwarded-User": "carol"}
+        )
     assert answer.status == 200
     lines = [line for line in logs if line["event"] == "web_request"]
     assert lines and lines[-1]["user"] == "carol"
@@ -138,9 +147,9 @@ def test_the_access_log_says_who_asked_what_and_how_many_rows(archive: Archive, 
 def test_htpasswd_with_a_weak_hash_or_missing_is_refused(archive: Archive, tmp_path: Path) -> None:
     weak = tmp_path / "weak"
     weak.write_text("alice:$apr1$abc$defghijklmnopqrstuvw\n")
-    with pytest.raises(ConfigError, match="SMS_ARCHIVER_WEB__HTPASSWD_FILE.*bcrypt"):
+    with pytest.raises(ConfigError, match=r"SMS_ARCHIVER_WEB__HTPASSWD_FILE.*bcrypt"):
         build_context(web_settings(archive.directory, tmp_path / "c", htpasswd_file=str(weak)))
-    with pytest.raises(ConfigError, match="SMS_ARCHIVER_WEB__HTPASSWD_FILE.*no such file"):
+    with pytest.raises(ConfigError, match=r"SMS_ARCHIVER_WEB__HTPASSWD_FILE.*no such file"):
         build_context(web_settings(archive.directory, tmp_path / "c", htpasswd_file=str(tmp_path / "absent")))
 
 
