@@ -72,6 +72,7 @@ from archiver.source import OvhSource
 from archiver.state import load_state
 from archiver.store import Store, open_store
 from archiver.verify import verify_archive
+from archiver.web.serve import WebServer, start_beside_daemon
 
 __all__ = ["Daemon", "run_daemon"]
 
@@ -182,6 +183,7 @@ class Daemon:
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
         heartbeat = start_heartbeat(self.notifier, self._healthy)
         metrics_server: MetricsServer | None = None
+        web_server: WebServer | None = None
         try:
             log.info(
                 "daemon_starting",
@@ -200,6 +202,7 @@ class Daemon:
                         f"SMS_ARCHIVER_METRICS__LISTEN: cannot listen on {self.settings.metrics.listen}: "
                         f"{error.strerror or error}"
                     ) from None
+            web_server = start_beside_daemon(self.settings)  # the history browser, when enabled
             if not self._start_up():
                 self.notifier.stopping("stopped during start-up")
                 log.info("daemon_stopped", during="start-up")
@@ -220,6 +223,8 @@ class Daemon:
                 heartbeat.stop()
             if metrics_server is not None:
                 metrics_server.stop()
+            if web_server is not None:
+                web_server.stop()
             if self.source is not None:
                 self.source.close()
             self.pinger.close()
