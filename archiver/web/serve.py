@@ -142,3 +142,21 @@ def start_beside_daemon(settings: Settings, store: Store | None = None) -> WebSe
     log.info("web_started", url=server.url)
     warm(context)
     return server
+
+
+def serve_demo(settings: Settings, store: Store) -> None:
+    """The demo's last step, on a terminal: the history of the demo archive, until Ctrl-C."""
+    context = build_context(settings, store, host="127.0.0.1")
+    context.index.refresh()
+    try:
+        server = WebServer(context, "127.0.0.1", settings.web.port).start()
+    except ConfigError:  # the usual port is taken: any free one will do
+        server = WebServer(context, "127.0.0.1", 0).start()
+    print(f"\nBrowse the history:  {server.url}   (Ctrl-C to stop)", flush=True)
+    try:
+        while server.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        print()
+    finally:
+        server.stop()
