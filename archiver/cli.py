@@ -673,7 +673,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level or "warning", args.log_format or "console")
     return run_demo(
-        storage_url=args.storage_url, outgoing=args.outgoing, incoming=args.incoming, progress=_progress(args)
+        storage_url=args.storage_url,
+        outgoing=args.outgoing,
+        incoming=args.incoming,
+        progress=_progress(args),
+        # The history browser, on a terminal only: a script or CI running the demo must not block.
+        web=not args.no_web and sys.stdin.isatty() and sys.stdout.isatty(),
     )
 
 
@@ -799,6 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--outgoing", type=int, default=250, help="sample sent SMS (default 250)")
     sub.add_argument("--incoming", type=int, default=40, help="sample received SMS (default 40)")
+    sub.add_argument("--no-web", action="store_true", help="do not serve the history browser at the end")
     return parser
 
 
