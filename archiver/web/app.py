@@ -282,7 +282,7 @@ def overview(request: Request) -> Response:
         request,
         "overview.html",
         filters=filters,
-        monthly=bar_chart(by_month(days), bar_width=24),
+        monthly=bar_chart(by_month(days), bar_width=52),
         daily=bar_chart(daily, bar_width=8, label_every=7),
         daily_cut=len(recent_days) < len({day for day, _s, _c in days}),
         summaries=summaries,
