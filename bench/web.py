@@ -147,7 +147,7 @@ def _free_port() -> int:
 
 def _timed_get(url: str) -> tuple[float, bytes]:
     started = time.monotonic()
-    with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 - 127.0.0.1 only
+    with urllib.request.urlopen(url, timeout=120) as response:  # 127.0.0.1 only
         body = response.read()
     return (time.monotonic() - started) * 1000, body
 
@@ -262,19 +262,21 @@ def main() -> int:
     lines = [
         _SECTION,
         "",
-        f"`bench/web.py --rows {args.rows}` on {os.cpu_count()} cores, {dt.datetime.now(dt.UTC):%Y-%m-%d}: an archive of "
-        f"{built['rows']:,} sent SMS over {built['months']} months ({built['parts']:,} parts), written by the archiver's "
-        f"writer in {write_seconds:.0f} s; `sms-archiver web` over HTTP on 127.0.0.1.",
+        f"`bench/web.py --rows {args.rows}` on {os.cpu_count()} cores, {dt.datetime.now(dt.UTC):%Y-%m-%d}: "
+        f"an archive of {built['rows']:,} sent SMS over {built['months']} months ({built['parts']:,} parts), "
+        f"written by the archiver's writer in {write_seconds:.0f} s; `sms-archiver web` over HTTP on 127.0.0.1.",
         "",
         "| measure | figure | target |",
         "|---|---:|---|",
         f"| index build (first start; {indexed['rows']:,} rows, {indexed['bytes'] / 1e6:.0f} MB on disk) | "
         f"{index_seconds:.1f} s, peak RSS {index_rss:.0f} MiB | (once; then only changed months) |",
-        f"| first history page (HTML, 100 rows, the server's first request) | {first:.0f} ms | < {FIRST_PAGE_MS:.0f} ms: {met(first < FIRST_PAGE_MS)} |",
+        f"| first history page (HTML, 100 rows, the server's first request) | {first:.0f} ms | "
+        f"< {FIRST_PAGE_MS:.0f} ms: {met(first < FIRST_PAGE_MS)} |",
         f"| first page as JSON (100 rows) | {timings['first page (JSON, 100 rows)']:.0f} ms | |",
         f"| receiver search over 12 months (HTML; {timings['receiver rows']} SMS) | {search:.0f} ms | "
         f"< {RECEIVER_SEARCH_MS:.0f} ms: {met(search < RECEIVER_SEARCH_MS)} |",
-        f"| receiver search over 12 months (JSON, all rows) | {timings['receiver search, 12 months (JSON)']:.0f} ms | |",
+        f"| receiver search over 12 months (JSON, all rows) | "
+        f"{timings['receiver search, 12 months (JSON)']:.0f} ms | |",
         f"| words in the message over 12 months (JSON, first 100) | "
         f"{timings['words in the message, 12 months (JSON, 100 rows)']:.0f} ms | |",
         f"| last page reached by paging (JSON, 1000 rows; page {timings['paging to the end: pages']:,}) | "
@@ -282,7 +284,8 @@ def main() -> int:
         f"| paging through all {timings['paging to the end: rows']:,} SMS, 1000 a page | "
         f"{timings['paging to the end: seconds']:.1f} s | every SMS once: met |",
         f"| oldest page (HTML, order=asc) | {timings['last page (HTML, 100 rows)']:.0f} ms | |",
-        f"| server peak RSS (VmHWM, after all of the above) | {rss:.0f} MiB | < {RSS_MIB:.0f} MiB: {met(rss < RSS_MIB)} |",
+        f"| server peak RSS (VmHWM, after all of the above) | {rss:.0f} MiB | "
+        f"< {RSS_MIB:.0f} MiB: {met(rss < RSS_MIB)} |",
         "",
         "The index is a SQLite file in `SMS_ARCHIVER_WEB__CACHE_DIR`, built from the reader's rows; its build",
         "is the first start's cost (`sms-archiver web` starts it in the background at once; a request that",
