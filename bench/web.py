@@ -192,6 +192,12 @@ def serve_and_time(env: dict[str, str], receiver: str, rows: int) -> dict[str, A
         timings["words in the message, 12 months (JSON, 100 rows)"], _ = _timed_get(
             f"{base}/api/sms?{urllib.parse.urlencode({'q': 'Bonjour prête'})}"
         )
+        timings["words matching nothing (a scan of every message)"], body = _timed_get(
+            f"{base}/api/sms?{urllib.parse.urlencode({'q': 'zzyzx-nowhere'})}"
+        )
+        assert json.loads(body)["items"] == []
+        timings["overview of one receiver, 12 months"], _ = _timed_get(f"{base}/overview?{query}")
+        timings["overview of everything, 12 months"], _ = _timed_get(f"{base}/overview")
         after: str | None = None
         pages = 0
         seen = 0
@@ -279,6 +285,11 @@ def main() -> int:
         f"{timings['receiver search, 12 months (JSON)']:.0f} ms | |",
         f"| words in the message over 12 months (JSON, first 100) | "
         f"{timings['words in the message, 12 months (JSON, 100 rows)']:.0f} ms | |",
+        f"| words matching nothing (every message scanned) | "
+        f"{timings['words matching nothing (a scan of every message)']:.0f} ms | |",
+        f"| overview (charts and months) of one receiver, 12 months | "
+        f"{timings['overview of one receiver, 12 months']:.0f} ms | |",
+        f"| overview of all 12 months | {timings['overview of everything, 12 months']:.0f} ms | |",
         f"| last page reached by paging (JSON, 1000 rows; page {timings['paging to the end: pages']:,}) | "
         f"{timings['last page (JSON, 1000 rows)']:.0f} ms | |",
         f"| paging through all {timings['paging to the end: rows']:,} SMS, 1000 a page | "
