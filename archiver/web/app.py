@@ -26,6 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from archiver.config import DIRECTIONS, Direction, Settings
+from archiver.errors import ArchiverError
 from archiver.reader import summarize_months
 from archiver.records import describe_ptt
 from archiver.store import Store
@@ -69,6 +70,8 @@ class WebContext:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.globals.update(local_time=self.local_time, short=_short, describe_ptt=_describe)
+        for name in self.templates.list_templates():
+            self.templates.get_template(name)  # compiled now, not on the first request
 
     def local_time(self, text: str) -> str:
         if not text:
@@ -310,7 +313,10 @@ class Guard(BaseHTTPMiddleware):
             if verdict.challenge:
                 response.headers["WWW-Authenticate"] = 'Basic realm="sms-archiver", charset="UTF-8"'
         else:
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except ArchiverError as error:  # the store cannot be read now: say so, and log it below
+                response = PlainTextResponse(f"the archive cannot be read now: {error}", status_code=503)
         response.headers.update(SECURITY_HEADERS)
         log.info(
             "web_request",

@@ -114,10 +114,16 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     host = host or settings.web.host
     port = settings.web.port if port is None else port
     context = build_context(settings, host=host)
+    # An index already built only needs the months that changed since: done before the first request.
+    # A first build (a minute per million SMS) goes on in the background, the URL printed at once.
+    built = bool(context.index.months())
+    if built:
+        context.index.refresh()
     server = WebServer(context, host, port)
     server.start()
     print(f"sms-archiver history browser: {server.url}  (Ctrl-C to stop)", flush=True)
-    warm(context)
+    if not built:
+        warm(context)
     try:
         while server.wait(0.5):
             pass

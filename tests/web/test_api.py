@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -246,3 +247,30 @@ def test_csv_download_needs_a_service_when_there_are_several(web: str) -> None:
     answer = get(f"{web}/export.csv")
     assert answer.status == 400
     assert answer.json()["parameter"] == "service"
+
+
+def test_a_store_that_cannot_be_read_gets_503_and_a_log_line(archive: Archive, tmp_path: Path) -> None:
+    import structlog
+
+    from archiver.errors import StorageError
+    from archiver.store import open_store
+    from archiver.web.serve import WebServer, build_context
+    from tests.integration.helpers import StoreWrapper
+    from tests.web.conftest import web_settings
+
+    class Unreachable(StoreWrapper):
+        def list(self, prefix: str) -> Any:
+            raise StorageError("the S3 endpoint does not answer (injected)")
+
+    settings = web_settings(archive.directory, tmp_path / "cache")
+    store = Unreachable(open_store(settings.storage))
+    server = WebServer(build_context(settings, store, min_refresh_seconds=0), "127.0.0.1", 0).start()  # type: ignore[arg-type]
+    try:
+        with structlog.testing.capture_logs() as logs:
+            answer = get(server.url + "api/sms")
+        assert answer.status == 503
+        assert "does not answer" in answer.text
+        assert answer.headers["content-security-policy"]
+        assert [line["status"] for line in logs if line["event"] == "web_request"] == [503]
+    finally:
+        server.stop()
