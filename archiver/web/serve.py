@@ -6,6 +6,7 @@ trusted-proxy rule checks is the TCP peer's, never a forwarded-for header.
 
 from __future__ import annotations
 
+import signal
 import threading
 from pathlib import Path
 
@@ -34,6 +35,10 @@ def build_context(
     )
     if problem:
         raise ConfigError(problem.replace("SMS_ARCHIVER_WEB__HOST=", "SMS_ARCHIVER_WEB__HOST (or --host) "))
+    if web.allow_delete:
+        log.warning(
+            "web_delete_not_available", reason="deleting from the page is not built yet: the browser is read-only"
+        )
     authenticator = Authenticator(web)
     store = store or open_store(settings.storage)
     index = HistoryIndex(
@@ -90,6 +95,9 @@ class WebServer:
         self._thread.join(timeout)
         return self._thread.is_alive()
 
+    def request_stop(self) -> None:
+        self.server.should_exit = True
+
     def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True
         self._thread.join(timeout)
@@ -124,6 +132,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     print(f"sms-archiver history browser: {server.url}  (Ctrl-C to stop)", flush=True)
     if not built:
         warm(context)
+    # SIGTERM (systemd, docker stop) stops it as Ctrl-C does: requests in flight are finished.
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: server.request_stop())
     try:
         while server.wait(0.5):
             pass
@@ -131,6 +141,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         pass
     finally:
         server.stop()
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -87,6 +87,9 @@ def test_the_web_command_prints_its_url_and_serves(archive: Archive) -> None:
         assert match, line
         answer = get(match[1] + "api/sms?limit=3")
         assert answer.status == 200 and len(answer.json()["items"]) == 3
+        process.terminate()  # SIGTERM, as systemd or docker stop sends: a clean stop
+        assert process.wait(timeout=30) == 0
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
