@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -72,7 +72,9 @@ from archiver.source import OvhSource
 from archiver.state import load_state
 from archiver.store import Store, open_store
 from archiver.verify import verify_archive
-from archiver.web.serve import WebServer, start_beside_daemon
+
+if TYPE_CHECKING:
+    from archiver.web.serve import WebServer
 
 __all__ = ["Daemon", "run_daemon"]
 
@@ -202,7 +204,10 @@ class Daemon:
                         f"SMS_ARCHIVER_METRICS__LISTEN: cannot listen on {self.settings.metrics.listen}: "
                         f"{error.strerror or error}"
                     ) from None
-            web_server = start_beside_daemon(self.settings)  # the history browser, when enabled
+            if self.settings.web.enabled:  # the history browser beside the scheduler
+                from archiver.web.serve import start_beside_daemon
+
+                web_server = start_beside_daemon(self.settings)
             if not self._start_up():
                 self.notifier.stopping("stopped during start-up")
                 log.info("daemon_stopped", during="start-up")
