@@ -14,6 +14,7 @@ setting by its environment variable, so users can fix what they wrote, wherever 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 import tomllib
@@ -56,7 +57,9 @@ __all__ = [
     "ScheduleSettings",
     "Settings",
     "StorageSettings",
+    "WebSettings",
     "load_settings",
+    "web_exposure_problem",
 ]
 
 ENV_PREFIX = "SMS_ARCHIVER_"
@@ -424,6 +427,81 @@ class LogSettings(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+def _is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def web_exposure_problem(host: str, *, htpasswd_file: str | None, trusted_user_header: str | None) -> str | None:
+    """Why the history browser may not listen on ``host`` as configured (None: it may).
+
+    Phone numbers and messages are personal data: off the loopback interface, every request must be
+    authenticated, by an htpasswd file or by an authenticating reverse proxy's header.
+    """
+    if _is_loopback(host) or htpasswd_file or trusted_user_header:
+        return None
+    return (
+        f"SMS_ARCHIVER_WEB__HOST={host} is not a loopback address and no authentication is set: set "
+        "SMS_ARCHIVER_WEB__HTPASSWD_FILE (htpasswd -B) or SMS_ARCHIVER_WEB__TRUSTED_USER_HEADER with "
+        "SMS_ARCHIVER_WEB__TRUSTED_PROXIES, or listen on 127.0.0.1"
+    )
+
+
+class WebSettings(_Section):
+    """The history browser (``sms-archiver web``, or beside the daemon when enabled)."""
+
+    enabled: bool = False  # serve it from ``sms-archiver run`` too
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # Users and bcrypt hashes, as written by Apache's ``htpasswd -B``.
+    htpasswd_file: str | None = None
+    # A header naming the user, set by an authenticating reverse proxy (oauth2-proxy, Authelia...);
+    # believed only from the addresses of ``trusted_proxies``.
+    trusted_user_header: str | None = None
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allow_delete: bool = False
+    # Where the browser keeps its derived index of the archive (default: the user's cache directory).
+    cache_dir: str | None = None
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies_list(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/8)") from None
+        return value
+
+    @field_validator("htpasswd_file", "trusted_user_header", "cache_dir")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @model_validator(mode="after")
+    def _authenticated_off_loopback(self) -> WebSettings:
+        if self.trusted_user_header and not self.trusted_proxies:
+            raise ValueError(
+                "SMS_ARCHIVER_WEB__TRUSTED_USER_HEADER is set without SMS_ARCHIVER_WEB__TRUSTED_PROXIES: "
+                "name the reverse proxies whose header is believed"
+            )
+        problem = web_exposure_problem(
+            self.host, htpasswd_file=self.htpasswd_file, trusted_user_header=self.trusted_user_header
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
 class Settings(BaseSettings):
     """Every setting of sms-archiver."""
 
@@ -444,6 +522,7 @@ class Settings(BaseSettings):
     ping: PingSettings = Field(default_factory=PingSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @classmethod
     def settings_customise_sources(

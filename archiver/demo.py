@@ -46,7 +46,9 @@ def demo_settings(emulator_url: str, storage_url: str) -> Settings:
     )
 
 
-def run_demo(*, storage_url: str | None, outgoing: int, incoming: int, progress: Progress | None) -> int:
+def run_demo(
+    *, storage_url: str | None, outgoing: int, incoming: int, progress: Progress | None, web: bool = False
+) -> int:
     storage_url = storage_url or (Path.cwd() / "demo-archive").as_uri()
     now = dt.datetime.now(dt.UTC)
     # Sample data ends 20 minutes ago, so all of it is past the default 15-minute settle delay.
@@ -96,6 +98,10 @@ def run_demo(*, storage_url: str | None, outgoing: int, incoming: int, progress:
             "The same month for Excel or LibreOffice (phone numbers keep their '+', dates are dates, no formulas):\n"
             f"  {command} --month {month} --format xlsx -o {month}.xlsx"
         )
+    if web:
+        from archiver.web.serve import serve_demo
+
+        serve_demo(settings, store)
     return 0
 
 

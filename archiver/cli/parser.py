@@ -19,6 +19,7 @@ from archiver.cli.commands.reading import cmd_months, cmd_retrieve
 from archiver.cli.commands.state import cmd_state_reset, cmd_state_show
 from archiver.cli.commands.status import cmd_status
 from archiver.cli.commands.tools import cmd_demo, cmd_emulator, installed_version
+from archiver.cli.commands.web import cmd_web
 from archiver.naming import DIRECTIONS
 
 __all__ = ["Handler", "build_parser", "day_argument", "delimiter_argument"]
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Delete SMS at OVH once verifiably archived, per SMS_ARCHIVER_RETENTION__*. A dry run unless --apply.",
         )
     )
+    _web_options(add("web", cmd_web, "Serve the history browser (pages, JSON API, CSV download) from the archive."))
     _add_emulator_command(commands)
     _demo_options(add("demo", cmd_demo, "Archive sample data from the built-in OVH emulator: no OVH account needed."))
     return parser
@@ -179,6 +181,11 @@ def _add_emulator_command(commands: _Subcommands) -> None:
     emulator.set_defaults(handler=cmd_emulator)
 
 
+def _web_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--host", help="address to listen on (default: SMS_ARCHIVER_WEB__HOST, 127.0.0.1)")
+    sub.add_argument("--port", type=int, help="port (default: SMS_ARCHIVER_WEB__PORT, 8080; 0: any free port)")
+
+
 def _demo_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--storage-url",
@@ -187,3 +194,4 @@ def _demo_options(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument("--outgoing", type=int, default=250, help="sample sent SMS (default 250)")
     sub.add_argument("--incoming", type=int, default=40, help="sample received SMS (default 40)")
+    sub.add_argument("--no-web", action="store_true", help="do not serve the history browser at the end")

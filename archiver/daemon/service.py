@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -44,6 +44,9 @@ from archiver.metrics import Metrics, MetricsServer, start_metrics_server
 from archiver.ping import Pinger
 from archiver.source import OvhSource
 from archiver.store import Store
+
+if TYPE_CHECKING:
+    from archiver.web.serve import WebServer
 
 __all__ = ["Daemon", "run_daemon"]
 
@@ -135,6 +138,7 @@ class Daemon:
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
         heartbeat = start_heartbeat(self.notifier, self._healthy)
         metrics_server: MetricsServer | None = None
+        web_server: WebServer | None = None
         try:
             log.info(
                 "daemon_starting",
@@ -146,6 +150,10 @@ class Daemon:
             )
             self.notifier.status("starting: checking OVH and the storage")
             metrics_server = self._serve_metrics()
+            if self.settings.web.enabled:  # the history browser beside the scheduler
+                from archiver.web.serve import start_beside_daemon
+
+                web_server = start_beside_daemon(self.settings)
             if not self._start_up():
                 self.notifier.stopping("stopped during start-up")
                 log.info("daemon_stopped", during="start-up")
@@ -166,6 +174,8 @@ class Daemon:
                 heartbeat.stop()
             if metrics_server is not None:
                 metrics_server.stop()
+            if web_server is not None:
+                web_server.stop()
             if self.source is not None:
                 self.source.close()
             self.pinger.close()

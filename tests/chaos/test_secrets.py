@@ -16,6 +16,8 @@ import concurrent.futures
 import datetime as dt
 import os
 import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -180,6 +182,34 @@ def run_daemon_and_scan(scan: Scan, env: Mapping[str, str]) -> None:
         assert code == 0, daemon.output()[-3000:]
 
 
+def run_web_and_scan(scan: Scan, env: Mapping[str, str], directory: Path) -> None:
+    """``sms-archiver web`` over the archive: its pages, API and CSV, and its output, all scanned."""
+    directory.mkdir()
+    log_path = directory / "web.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "archiver", "web", "--port", "0"],
+            env={**env, "SMS_ARCHIVER_WEB__CACHE_DIR": str(directory / "cache")},
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()  # the URL, printed first
+            scan.add(line.encode(), "web's stdout")
+            url = line.split()[3]
+            assert url.startswith("http://127.0.0.1:"), line
+            for path in ("", "overview", "api/sms?limit=1000", "api/months", "export.csv"):
+                status, body = fetch(url + path)
+                assert status == 200, (path, status)
+                scan.add(body, f"web /{path}")
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    scan.add(log_path.read_bytes(), "web's stderr")
+
+
 @pytest.mark.parametrize("via", ["env", "files"])
 def test_every_command_at_debug_leaks_no_secret(
     secret_emulator: EmulatorServer, s3_bucket: S3Target, tmp_path: Path, via: str
@@ -229,6 +259,8 @@ def test_every_command_at_debug_leaks_no_secret(
 
     run_daemon_and_scan(scan, env)
     ran.add("run")
+    run_web_and_scan(scan, env, tmp_path / "web")
+    ran.add("web")
     assert subcommands() - NOT_SCANNED <= ran, f"commands not run: {subcommands() - NOT_SCANNED - ran}"
 
     objects = scan_bucket(scan, s3_bucket)

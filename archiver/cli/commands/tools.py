@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from archiver.cli.progress import progress_bar
 from archiver.logs import configure_logging
@@ -21,7 +22,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level or "warning", args.log_format or "console")
     return run_demo(
-        storage_url=args.storage_url, outgoing=args.outgoing, incoming=args.incoming, progress=progress_bar(args)
+        storage_url=args.storage_url,
+        outgoing=args.outgoing,
+        incoming=args.incoming,
+        progress=progress_bar(args),
+        # The history browser, on a terminal only: a script or CI running the demo must not block.
+        web=not args.no_web and sys.stdin.isatty() and sys.stdout.isatty(),
     )
 
 
