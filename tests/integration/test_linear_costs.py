@@ -42,12 +42,9 @@ class CountsStateBytes(StoreWrapper):
         return self.inner.put(key, data, **options)
 
 
-def test_checkpoints_write_bytes_in_proportion_to_a_chunk_not_to_the_ids_so_far(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    records = 3000
-    # Two years of history: only a handful of records fall in the lookback the cursor remembers.
-    with make_emulator(outgoing=records, incoming=0, days=730) as emulator:
+def first_cycle_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, records: int, days: int) -> list[bytes]:
+    """Archive ``records`` outgoing SMS spread over ``days`` in chunks of 10; return every state object written."""
+    with make_emulator(outgoing=records, incoming=0, days=days) as emulator:
         storage = local_storage_env(tmp_path / "archive")
         env = cli_env(
             emulator, storage, SMS_ARCHIVER_ARCHIVE__DIRECTIONS="outgoing", SMS_ARCHIVER_ARCHIVE__CHUNK_SIZE="10"
@@ -59,8 +56,15 @@ def test_checkpoints_write_bytes_in_proportion_to_a_chunk_not_to_the_ids_so_far(
         with OvhSource(settings.ovh) as source:
             run_archive(settings, source, store)  # type: ignore[arg-type]
         assert archive_contents(store_from_env(storage))["outgoing"] == api_truth(emulator)["outgoing"]
-    checkpoints = store.checkpoints
-    assert len(checkpoints) >= records // 10 - 1, "fewer checkpoints than chunks: the test proves nothing"
+    assert len(store.checkpoints) >= records // 10, "fewer checkpoints than chunks: the test proves nothing"
+    return store.checkpoints
+
+
+def test_checkpoints_write_bytes_in_proportion_to_a_chunk_not_to_the_ids_so_far(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two years of history: only a handful of records fall in the lookback the cursor remembers.
+    checkpoints = first_cycle_checkpoints(tmp_path, monkeypatch, records=3000, days=730)
     # The progress of the cycle, in each checkpoint: with every durable id listed, the last ones would
     # hold 3,000 ids (~30 kB), and the run would write ~5 MB of them. Ranges stay a few bytes.
     progress = [len(json.dumps(json.loads(data)["partial"])) for data in checkpoints[:-1]]
@@ -72,20 +76,7 @@ def test_a_busy_accounts_first_cycle_writes_checkpoints_the_size_of_a_chunk(
 ) -> None:
     """Every record is inside the lookback, so the cursor remembers them all: at the end, not at each checkpoint."""
     records = 2000
-    with make_emulator(outgoing=records, incoming=0, days=2) as emulator:
-        storage = local_storage_env(tmp_path / "archive")
-        env = cli_env(
-            emulator, storage, SMS_ARCHIVER_ARCHIVE__DIRECTIONS="outgoing", SMS_ARCHIVER_ARCHIVE__CHUNK_SIZE="10"
-        )
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        settings = load_settings()
-        store = CountsStateBytes(store_from_env(storage))
-        with OvhSource(settings.ovh) as source:
-            run_archive(settings, source, store)  # type: ignore[arg-type]
-        assert archive_contents(store_from_env(storage))["outgoing"] == api_truth(emulator)["outgoing"]
-    *checkpoints, final = store.checkpoints
-    assert len(checkpoints) >= records // 10 - 1, "fewer checkpoints than chunks: the test proves nothing"
+    *checkpoints, final = first_cycle_checkpoints(tmp_path, monkeypatch, records=records, days=2)
     assert len(json.loads(final)["known"]) > records // 2  # the cycle's end remembers what the lookback holds
     # Remembering every record at every checkpoint would write ~2,000 x 200 entries (~20 MB): quadratic.
     assert max(len(data) for data in checkpoints) < 2_000, max(len(data) for data in checkpoints)
