@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -27,9 +27,6 @@ from archiver.naming import DIRECTIONS, Direction
 from archiver.source import OvhSource
 from archiver.store import Store
 from archiver.web.auth import ANONYMOUS
-
-if TYPE_CHECKING:
-    from archiver.web.app import WebContext
 
 __all__ = ["MAX_SELECTED", "delete_routes", "parse_selection"]
 
@@ -104,9 +101,15 @@ def _run(
     return reports
 
 
+def _page(context: Any, request: Request, name: str, **values: Any) -> Response:
+    """``WebContext.page`` (the context is not typed here: ``archiver.web.app`` imports this module)."""
+    response: Response = context.page(request, name, **values)
+    return response
+
+
 def _handler(apply: bool) -> Callable[[Request], Any]:
     async def handle(request: Request) -> Response:
-        context: WebContext = request.app.state.web
+        context = request.app.state.web  # the app's WebContext (not imported: app imports this module)
         form = await _form(request)
         if isinstance(form, Response):
             return form
@@ -114,7 +117,7 @@ def _handler(apply: bool) -> Callable[[Request], Any]:
         try:
             groups = parse_selection(form.get("sms", []), context.index.services())
         except BadSelection as error:
-            return context.page(request, "error.html", status=400, message=str(error))
+            return _page(context, request, "error.html", status=400, message=str(error))
         request.state.filters = {"selected": sum(len(ids) for ids in groups.values()), "apply": apply}
         user: str = request.state.user
         try:
@@ -122,10 +125,11 @@ def _handler(apply: bool) -> Callable[[Request], Any]:
         except ArchiverError as error:
             log.warning("web_delete_failed", user=user, applied=apply, error=str(error))
             message = f"Nothing more was deleted: {error}"
-            return context.page(request, "error.html", status=503, message=message)
+            return _page(context, request, "error.html", status=503, message=message)
         decisions: list[Decision] = [decision for report in reports for decision in report.decisions]
         request.state.rows = len(decisions)
-        return context.page(
+        return _page(
+            context,
             request,
             "delete.html",
             applied=apply,

@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import pytest
@@ -63,7 +64,9 @@ def _htpasswd(path: Path) -> Path:
     return path
 
 
-def _deleting(tmp: Path, *, allow_delete: bool = True) -> Iterator[Deleting]:
+def _deleting(tmp: Path, *, allow_delete: bool = True, **auth: Any) -> Iterator[Deleting]:
+    """An archive of the emulator, the emulator still running, and the browser over it (users: ``USERS``,
+    or the authentication given in ``auth``)."""
     directory = tmp / "archive"
     data = generate_sample_data(services=(SERVICE,), outgoing=90, incoming=10, days=75)
     with EmulatorServer(**CREDENTIALS, services=data) as emulator:
@@ -74,7 +77,9 @@ def _deleting(tmp: Path, *, allow_delete: bool = True) -> Iterator[Deleting]:
             archive=ArchiveSettings(timezone="Europe/Paris"),
             ovh=OvhSettings(endpoint=emulator.url, max_requests_per_second=500, **CREDENTIALS),  # type: ignore[arg-type]
             web=WebSettings(
-                cache_dir=str(tmp / "cache"), allow_delete=allow_delete, htpasswd_file=str(_htpasswd(tmp / "users"))
+                cache_dir=str(tmp / "cache"),
+                allow_delete=allow_delete,
+                **(auth or {"htpasswd_file": str(_htpasswd(tmp / "users"))}),
             ),
         )
         server = WebServer(build_context(settings, min_refresh_seconds=0), "127.0.0.1", 0).start()
