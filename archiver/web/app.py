@@ -326,6 +326,11 @@ class Guard(BaseHTTPMiddleware):
             except ArchiverError as error:  # the store cannot be read now: say so, and log it below
                 response = PlainTextResponse(f"the archive cannot be read now: {error}", status_code=503)
         response.headers.update(SECURITY_HEADERS)
+        if context.allow_delete:
+            # Under no-referrer, a browser sends "Origin: null" with the page's form POSTs, which the
+            # delete routes must refuse (a sandboxed or foreign page says the same): same-origin lets it
+            # name our origin to us, and still tells no other site where the user was.
+            response.headers["Referrer-Policy"] = "same-origin"
         log.info(
             "web_request",
             user=verdict.user,
