@@ -18,6 +18,10 @@ now and kept: it becomes deletable on a later run, once it can be read back from
 Every batch of deletions is journaled in the archive before the DELETE calls (``intent``) and after
 (``done``), so that an interrupted run can be audited and resumed: an id that is already gone (404)
 counts as deleted. Any error stops the run; nothing is deleted after it.
+
+``run_selected_deletion`` (the history browser's "delete selected") applies rules 2 to 4 (``_proof``)
+to the SMS a user chose, without the age policy and without archiving anything; the journal names
+the user (``RETENTION_USER`` for retention's own runs).
 """
 
 from __future__ import annotations
