@@ -18,6 +18,10 @@ now and kept: it becomes deletable on a later run, once it can be read back from
 Every batch of deletions is journaled in the archive before the DELETE calls (``intent``) and after
 (``done``), so that an interrupted run can be audited and resumed: an id that is already gone (404)
 counts as deleted. Any error stops the run; nothing is deleted after it.
+
+``run_selected_deletion`` (the history browser's "delete selected") applies rules 2 to 4 (``_proof``)
+to the SMS a user chose, without the age policy and without archiving anything; the journal names
+the user (``RETENTION_USER`` for retention's own runs).
 """
 
 from __future__ import annotations
@@ -42,11 +46,13 @@ from archiver.store.layout import journal_key, month_prefix
 from archiver.store.lease import Lease
 from archiver.writer import write_parts
 
-__all__ = ["Decision", "MonthPurge", "RetentionReport", "run_retention"]
+__all__ = ["Decision", "MonthPurge", "RetentionReport", "run_retention", "run_selected_deletion"]
 
 log = structlog.get_logger()
 
-JOURNAL_COLUMNS = ("run", "service", "direction", "id", "date", "part", "action", "at")
+# ``user``: who asked; "retention" for retention's own runs, the page's user for a deletion from the history browser.
+JOURNAL_COLUMNS = ("run", "service", "direction", "id", "date", "part", "action", "at", "user")
+RETENTION_USER = "retention"
 _BATCH = 100
 
 
@@ -90,6 +96,7 @@ class RetentionReport:
     # Records whose archived copy, read back right after archiving them, still differs from the API: they
     # could never be deleted. Reported (log, status, metrics), never kept silently.
     unmatchable: list[Decision] = field(default_factory=list)
+    by: str = RETENTION_USER  # who asked: written in the journal
 
     def count(self, action: str) -> int:
         return sum(1 for decision in self.decisions if decision.action == action)
@@ -104,6 +111,7 @@ class RetentionReport:
             "decisions": [asdict(decision) for decision in self.decisions],
             "archive_purges": [asdict(purge) for purge in self.purges],
             "unmatchable": [asdict(decision) for decision in self.unmatchable],
+            "by": self.by,
         }
 
 
@@ -129,14 +137,45 @@ def _archived_copies(
     return copies
 
 
+_Copy = tuple[Record, StoredPart, list[str]]
+
+
+def _proof(live: Record, copy: _Copy | None, settled_before: dt.datetime, *, archiving: bool) -> tuple[str, str, bool]:
+    """The per-record rule, past the age policy: ``(action, reason, stale)``; action is delete or keep.
+
+    ``copy``: the archived copy (``_archived_copies``), None if not archived. ``stale``: the archive
+    lacks the live version (the caller may archive it; ``archiving`` says it does, for the reason).
+    """
+    if copy is None:
+        return "keep", "not yet archived" + (": archived now, deletable on a later run" if archiving else ""), True
+    if copy[2]:
+        return "keep", f"archived part fails verification ({'; '.join(copy[2])})", False
+    if not live.final and live.created > settled_before:
+        return "keep", "status not final", False
+    if differing := differing_columns(live, copy[0]):
+        suffix = ": newer version archived now" if archiving else ""
+        return "keep", f"archived copy differs from the API ({', '.join(differing)}){suffix}", True
+    return "delete", "archived and verified" + ("" if live.final else "; its status never settled"), False
+
+
 class _Run:
-    def __init__(self, settings: Settings, source: OvhSource, store: Store, *, apply: bool, now: dt.datetime) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        source: OvhSource,
+        store: Store,
+        *,
+        apply: bool,
+        now: dt.datetime,
+        user: str = RETENTION_USER,
+    ) -> None:
         self.settings = settings
         self.source = source
         self.store = store
         self.apply = apply
         self.now = now
         self.report = RetentionReport(run_id=now.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8], applied=apply)
+        self.report.by = user
         self.remaining_cap = settings.retention.max_deletions_per_run
         self.batches = 0
 
@@ -144,52 +183,15 @@ class _Run:
         """Look at every record older than the policy and decide; archive what is not archived yet."""
         assert self.settings.retention.delete_after_days is not None
         cutoff = self.now - dt.timedelta(days=self.settings.retention.delete_after_days)
-        settled_before = self.now - dt.timedelta(hours=self.settings.archive.lookback_hours)
         # One listing: the ids older than the policy (younger ones are not counted: it would cost another).
         old_ids = set(self.source.list_ids(service, direction, since=None, until=cutoff))
         if not old_ids:
             return []
         archived = _archived_copies(self.store, service, direction, old_ids)
         lease.renew_if_due()
-        decisions: list[Decision] = []
-        to_archive: list[Record] = []
-        for sms_id, raw in self.source.fetch(service, direction, sorted(old_ids)):
-            lease.renew_if_due()  # a long fetch at a low rate can outlast the lease (no I/O unless due)
-            copy = archived.get(sms_id)
-            date = copy[0].get("date") if copy else ""
-            part = copy[1].info.key if copy else ""
-
-            def keep(reason: str, *, sms_id: int = sms_id, date: str = date, part: str = part) -> None:
-                decisions.append(Decision(service, direction, sms_id, date, "keep", reason, part))
-
-            if raw is GONE:
-                decisions.append(Decision(service, direction, sms_id, date, "gone", "already gone at OVH", part))
-                continue
-            try:
-                live = parse_api_record(direction, raw, api_zone=self.source.api_zone, ptt_text=self.source.ptt_text)
-            except MalformedRecordError as error:
-                keep(f"API record malformed: {error}")
-                continue
-            date = live.get("date")
-            if live.created > cutoff:
-                keep("younger than the policy on OVH's clock", date=date)
-            elif copy is None:
-                to_archive.append(live)
-                keep("not yet archived" + (": archived now, deletable on a later run" if self.apply else ""), date=date)
-            elif copy[2]:
-                keep(f"archived part fails verification ({'; '.join(copy[2])})", date=date)
-            elif not live.final and live.created > settled_before:
-                keep("status not final", date=date)
-            elif differing := differing_columns(live, copy[0]):
-                to_archive.append(live)
-                keep(
-                    f"archived copy differs from the API ({', '.join(differing)})"
-                    + (": newer version archived now" if self.apply else ""),
-                    date=date,
-                )
-            else:
-                reason = "archived and verified" + ("" if live.final else "; its status never settled")
-                decisions.append(Decision(service, direction, sms_id, date, "delete", reason, part))
+        decisions, to_archive = self.judge(
+            service, direction, old_ids, archived, lease, cutoff=cutoff, archiving=self.apply
+        )
         # Never in a dry run: it writes nothing. A record archived now is only deleted by a later run,
         # after it has been read back from the store.
         if to_archive and self.apply:
@@ -199,6 +201,51 @@ class _Run:
         decisions.sort(key=lambda decision: (decision.date, decision.id))
         self._apply_cap(decisions)
         return decisions
+
+    def judge(
+        self,
+        service: str,
+        direction: Direction,
+        ids: set[int],
+        archived: dict[int, _Copy],
+        lease: Lease,
+        *,
+        cutoff: dt.datetime | None,
+        archiving: bool,
+    ) -> tuple[list[Decision], list[Record]]:
+        """Fetch the live records of ``ids`` and decide for each (``_proof``); also the ones to archive.
+
+        ``cutoff``: the age policy (None: no age rule, the user chose these SMS). ``archiving``: the
+        caller archives the records to archive (said in their reason).
+        """
+        settled_before = self.now - dt.timedelta(hours=self.settings.archive.lookback_hours)
+        decisions: list[Decision] = []
+        to_archive: list[Record] = []
+        for sms_id, raw in self.source.fetch(service, direction, sorted(ids)):
+            lease.renew_if_due()  # a long fetch at a low rate can outlast the lease (no I/O unless due)
+            copy = archived.get(sms_id)
+            date = copy[0].get("date") if copy else ""
+            part = copy[1].info.key if copy else ""
+            if raw is GONE:
+                decisions.append(Decision(service, direction, sms_id, date, "gone", "already gone at OVH", part))
+                continue
+            try:
+                live = parse_api_record(direction, raw, api_zone=self.source.api_zone, ptt_text=self.source.ptt_text)
+            except MalformedRecordError as error:
+                decisions.append(
+                    Decision(service, direction, sms_id, date, "keep", f"API record malformed: {error}", part)
+                )
+                continue
+            date = live.get("date")
+            if cutoff is not None and live.created > cutoff:
+                reason = "younger than the policy on OVH's clock"
+                decisions.append(Decision(service, direction, sms_id, date, "keep", reason, part))
+                continue
+            action, reason, stale = _proof(live, copy, settled_before, archiving=archiving)
+            if stale:
+                to_archive.append(live)
+            decisions.append(Decision(service, direction, sms_id, date, action, reason, part))
+        return decisions, to_archive
 
     def _read_back(
         self,
@@ -295,7 +342,17 @@ class _Run:
     def _journal(self, name: str, decisions: list[Decision], action: str | None) -> None:
         at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         rows = (
-            (self.report.run_id, d.service, d.direction, str(d.id), d.date, d.part, action or d.action, at)
+            (
+                self.report.run_id,
+                d.service,
+                d.direction,
+                str(d.id),
+                d.date,
+                d.part,
+                action or d.action,
+                at,
+                self.report.by,
+            )
             for d in decisions
         )
         encoded = encode_rows(JOURNAL_COLUMNS, rows)
@@ -339,6 +396,50 @@ def run_retention(
     log.info(
         "retention_done",
         run_id=run.report.run_id,
+        applied=apply,
+        deleted=run.report.deleted,
+        kept=run.report.count("keep"),
+        eligible=run.report.count("delete"),
+    )
+    return run.report
+
+
+def run_selected_deletion(
+    settings: Settings,
+    source: OvhSource,
+    store: Store,
+    service: str,
+    direction: Direction,
+    ids: list[int],
+    *,
+    user: str,
+    apply: bool,
+    now: dt.datetime | None = None,
+) -> RetentionReport:
+    """Delete at OVH the SMS a user chose (the history browser), with retention's proof but no age policy.
+
+    Under the service's lease: the live records of ``ids`` are fetched, their archived copies read
+    (each part once, checked against its manifest) and each decided by ``_proof``, the rule retention
+    applies past its age policy. Nothing is archived here: a record whose archive lacks the live version
+    is kept, with the reason. A dry run (not ``apply``) only decides: the confirmation page shows it.
+    With ``apply``, the eligible ones are deleted in retention's journaled batches, ``user`` in the
+    journal; any error stops the run at once.
+    """
+    run = _Run(settings, source, store, apply=apply, now=now or source.now(), user=user)
+    wanted = set(ids)
+    with Lease.on_service(store, service, settings.lease) as lease:
+        archived = _archived_copies(store, service, direction, wanted)
+        lease.renew_if_due()
+        decisions, _stale = run.judge(service, direction, wanted, archived, lease, cutoff=None, archiving=False)
+        decisions.sort(key=lambda decision: (decision.date, decision.id))
+        run._apply_cap(decisions)
+        run.report.decisions.extend(decisions)
+        if apply:
+            run.delete(service, direction, decisions, lease)
+    log.info(
+        "selected_deletion_done",
+        run_id=run.report.run_id,
+        by=user,
         applied=apply,
         deleted=run.report.deleted,
         kept=run.report.count("keep"),

@@ -1,8 +1,9 @@
 """The history browser's HTTP application (Starlette): pages, JSON API, CSV download.
 
-It reads the archive only (never OVH): the pages and the API are answered from the index
+It reads the archive only: the pages and the API are answered from the index
 (``archiver.web.index``), which holds the reader's own rows; one SMS's versions and the CSV
-download go to the reader and ``retrieve`` directly.
+download go to the reader and ``retrieve`` directly. It reaches OVH only to delete selected SMS,
+when ``SMS_ARCHIVER_WEB__ALLOW_DELETE`` is on (``archiver.web.delete``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from archiver.records import describe_ptt
 from archiver.store import Store
 from archiver.web.auth import Authenticator
 from archiver.web.chart import bar_chart, by_month
+from archiver.web.csrf import CsrfTokens
+from archiver.web.delete import delete_routes
 from archiver.web.export import export_csv, export_name
 from archiver.web.index import HistoryIndex
 from archiver.web.query import BadParameter, Filters, day_counts, parse_filters, search
@@ -64,6 +67,8 @@ class WebContext:
         self.store = store
         self.index = index
         self.auth = authenticator
+        self.allow_delete = settings.web.allow_delete
+        self.csrf = CsrfTokens()
         self.zone: zoneinfo.ZoneInfo = settings.archive.zone
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
@@ -240,6 +245,8 @@ def history(request: Request) -> Response:
         excel_url=filters.url("/export.csv", order=None, limit=None, after=None, excel="1"),
         months=[(month, _month_url(filters, month)) for month in months],
         services=context.index.services(),
+        # The delete form's token; none (no form, no checkboxes) unless deleting is allowed.
+        csrf=context.csrf.issue(request.state.user) if context.allow_delete else "",
     )
 
 
@@ -319,6 +326,11 @@ class Guard(BaseHTTPMiddleware):
             except ArchiverError as error:  # the store cannot be read now: say so, and log it below
                 response = PlainTextResponse(f"the archive cannot be read now: {error}", status_code=503)
         response.headers.update(SECURITY_HEADERS)
+        if context.allow_delete:
+            # Under no-referrer, a browser sends "Origin: null" with the page's form POSTs, which the
+            # delete routes must refuse (a sandboxed or foreign page says the same): same-origin lets it
+            # name our origin to us, and still tells no other site where the user was.
+            response.headers["Referrer-Policy"] = "same-origin"
         log.info(
             "web_request",
             user=verdict.user,
@@ -344,6 +356,8 @@ def create_app(context: WebContext) -> Starlette:
         Route("/export.csv", export),
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ]
+    if context.allow_delete:  # otherwise these paths do not exist (404)
+        routes += delete_routes()
     app = Starlette(routes=routes, middleware=[Middleware(Guard)])
     app.state.web = context
     return app

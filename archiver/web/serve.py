@@ -36,9 +36,7 @@ def build_context(
     if problem:
         raise ConfigError(problem.replace("SMS_ARCHIVER_WEB__HOST=", "SMS_ARCHIVER_WEB__HOST (or --host) "))
     if web.allow_delete:
-        log.warning(
-            "web_delete_not_available", reason="deleting from the page is not built yet: the browser is read-only"
-        )
+        _check_deleting(settings)
     authenticator = Authenticator(web)
     store = store or open_store(settings.storage)
     index = HistoryIndex(
@@ -48,6 +46,22 @@ def build_context(
         min_refresh_seconds=min_refresh_seconds,
     )
     return WebContext(settings, store, index, authenticator)
+
+
+def _check_deleting(settings: Settings) -> None:
+    """Deleting at OVH from the page needs a user to journal, and OVH credentials to call it with."""
+    if not (settings.web.htpasswd_file or settings.web.trusted_user_header):
+        raise ConfigError(
+            "SMS_ARCHIVER_WEB__ALLOW_DELETE=true needs authenticated users (their names go in the journal), "
+            "even on a loopback address: set SMS_ARCHIVER_WEB__HTPASSWD_FILE (htpasswd -B) or "
+            "SMS_ARCHIVER_WEB__TRUSTED_USER_HEADER with SMS_ARCHIVER_WEB__TRUSTED_PROXIES"
+        )
+    if not settings.ovh.has_credentials:
+        raise ConfigError(
+            "SMS_ARCHIVER_WEB__ALLOW_DELETE=true needs OVH credentials to delete with: set "
+            "SMS_ARCHIVER_OVH__APPLICATION_KEY, SMS_ARCHIVER_OVH__APPLICATION_SECRET and "
+            "SMS_ARCHIVER_OVH__CONSUMER_KEY (or SMS_ARCHIVER_OVH__CLIENT_ID and SMS_ARCHIVER_OVH__CLIENT_SECRET)"
+        )
 
 
 def _config(context: WebContext, host: str, port: int) -> uvicorn.Config:

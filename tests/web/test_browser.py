@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.web.conftest import HTML_MESSAGES, SERVICES, Archive, get
+from tests.web.test_delete import SERVICE, _deleting
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -141,6 +142,30 @@ def test_history_filter_one_sms_and_download_in_a_real_browser(
     browser.get(web + "/overview")
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart rect")) > 10
     _shot(browser, tmp_path, "overview")
+
+
+def test_tick_review_confirm_deletes_at_ovh_in_a_real_browser(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    # The user named by a trusted proxy's header (the browser adds it to every request): the form's POST
+    # goes through the CSRF token and the Origin check as a user's click would.
+    auth = {"trusted_user_header": "X-Remote-User", "trusted_proxies": ["127.0.0.1/32"]}
+    for deleting in _deleting(tmp_path, **auth):
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"X-Remote-User": "carol"}})
+        chosen = deleting.final_ids[-1]
+        browser.get(deleting.url + "/")
+        browser.find_element(By.CSS_SELECTOR, f'input[type=checkbox][value="{SERVICE}/outgoing/{chosen}"]').click()
+        browser.find_element(By.ID, "delete-selected").click()
+        _wait(lambda: browser.current_url.endswith("/delete/review"))
+        assert browser.find_element(By.CSS_SELECTOR, f'tr[data-id="{chosen}"] td.action').text == "would be deleted"
+        assert deleting.emulator.deleted == []
+        _shot(browser, tmp_path, "delete-review")
+        browser.find_element(By.ID, "confirm-delete").click()
+        _wait(lambda: browser.current_url.endswith("/delete/confirm"))
+        assert browser.find_element(By.CSS_SELECTOR, f'tr[data-id="{chosen}"] td.action').text == "deleted"
+        assert deleting.emulator.deleted == [(SERVICE, "outgoing", chosen)]
+        _shot(browser, tmp_path, "delete-result")
 
 
 def _wait(condition: Any, timeout: float = 30) -> Any:
