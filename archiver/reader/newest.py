@@ -40,7 +40,15 @@ from archiver.csvfile import read_rows
 from archiver.errors import IntegrityError, StorageError
 from archiver.manifest import load_manifest
 from archiver.naming import Direction
-from archiver.reader.parts import READ_WHOLE_BELOW, StoredPart, id_range, listed_parts, open_part, stored_part
+from archiver.reader.parts import (
+    READ_WHOLE_BELOW,
+    StoredPart,
+    id_range,
+    listed_parts,
+    open_part,
+    overlapping_groups,
+    stored_part,
+)
 from archiver.reader.rows import scanned_ids, stored_rows
 from archiver.records import COLUMNS, Record, record_from_row
 from archiver.store import ObjectInfo, Store
@@ -207,13 +215,13 @@ class ArchiveParts:
         unreadable part (noted in ``unreadable``) instead of raising ``IntegrityError``.
         """
         wanted = set(self._listed) if months is None else set(months)
-        ranges = [(part, (info, month_key)) for month_key, listed in self._listed.items() for info, part in listed]
         resolution = Resolution()
-        for group in _overlapping_keys(ranges):
-            if len(group) < 2 or not any(month_key in wanted for _info, month_key in group):
+        for group in overlapping_groups(item for listed in self._listed.values() for item in listed):
+            months_of_group = {(part.day.year, part.day.month) for _info, part in group}
+            if len(group) < 2 or not months_of_group & wanted:
                 continue
-            keys = {info.key for info, _month in group}
-            parts = [stored for month_key in {m for _i, m in group} for stored in self.parts(*month_key)]
+            keys = {info.key for info, _part in group}
+            parts = [stored for month_key in months_of_group for stored in self.parts(*month_key)]
             resolution.add_group(
                 self.store, [stored for stored in parts if stored.info.key in keys], self.direction, strict=strict
             )
@@ -224,26 +232,6 @@ def _holds_one_of(wanted: list[int], first: int, last: int) -> bool:
     """Whether the sorted ``wanted`` has an id in ``[first, last]``."""
     index = bisect.bisect_left(wanted, first)
     return index < len(wanted) and wanted[index] <= last
-
-
-def _overlapping_keys(
-    ranges: list[tuple[PartKey, tuple[ObjectInfo, tuple[int, int]]]],
-) -> list[list[tuple[ObjectInfo, tuple[int, int]]]]:
-    """Group listed parts whose id ranges overlap, transitively (the range is in the name: no manifest read).
-
-    A part alone in its group shares no id with any other part.
-    """
-    groups: list[list[tuple[ObjectInfo, tuple[int, int]]]] = []
-    end = -1
-    for part, item in sorted(ranges, key=lambda entry: id_range(entry[0])):
-        first, last = id_range(part)
-        if groups and first <= end:
-            groups[-1].append(item)
-            end = max(end, last)
-        else:
-            groups.append([item])
-            end = last
-    return groups
 
 
 def _ranked_records(

@@ -10,6 +10,7 @@ import datetime as dt
 import gzip
 import io
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -30,6 +31,7 @@ __all__ = [
     "listed_parts",
     "month_days",
     "open_part",
+    "overlapping_groups",
     "stored_part",
     "summarize_months",
 ]
@@ -66,6 +68,25 @@ class StoredPart:
 def id_range(part: PartKey) -> tuple[int, int]:
     first, last, _digest = part.name.split("-", 2)
     return int(first), int(last)
+
+
+def overlapping_groups(listed: Iterable[tuple[ObjectInfo, PartKey]]) -> list[list[tuple[ObjectInfo, PartKey]]]:
+    """Group listed parts whose id ranges overlap, transitively (the range is in the name: no manifest read).
+
+    A part alone in its group shares no id with any other part: the reader resolves ids stored twice
+    group by group, and the history browser's index knows which months a changed part may touch.
+    """
+    groups: list[list[tuple[ObjectInfo, PartKey]]] = []
+    end = -1
+    for item in sorted(listed, key=lambda item: id_range(item[1])):
+        first, last = id_range(item[1])
+        if groups and first <= end:
+            groups[-1].append(item)
+            end = max(end, last)
+        else:
+            groups.append([item])
+            end = last
+    return groups
 
 
 def list_parts(

@@ -29,6 +29,7 @@ import structlog
 
 from archiver.naming import Direction
 from archiver.reader import ArchiveParts, iter_day_sources
+from archiver.reader.parts import overlapping_groups
 from archiver.records import NON_FINAL_PTT, Record
 from archiver.store import ObjectInfo, Store
 from archiver.store.layout import PartKey, parse_part_key
@@ -279,27 +280,11 @@ def _month_signatures(parts: list[tuple[ObjectInfo, PartKey]]) -> dict[str, str]
     Overlapping ranges are grouped transitively, as the reader groups them: a little wider than
     needed, never narrower, so a new version of an id anywhere changes the signature of its month.
     """
-    ranged = sorted(parts, key=lambda item: _id_range(item[1]))
-    groups: list[list[tuple[ObjectInfo, PartKey]]] = []
-    end = -1
-    for item in ranged:
-        first, last = _id_range(item[1])
-        if groups and first <= end:
-            groups[-1].append(item)
-            end = max(end, last)
-        else:
-            groups.append([item])
-            end = last
     contributions: dict[str, set[str]] = {}
-    for group in groups:
+    for group in overlapping_groups(parts):
         described = {f"{info.key}|{info.etag}|{info.size}" for info, _part in group}
         for _info, part in group:
             contributions.setdefault(f"{part.day.year:04d}-{part.day.month:02d}", set()).update(described)
     return {
         month: hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest() for month, items in contributions.items()
     }
-
-
-def _id_range(part: PartKey) -> tuple[int, int]:
-    first, last, _digest = part.name.split("-", 2)
-    return int(first), int(last)

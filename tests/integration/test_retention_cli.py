@@ -139,6 +139,7 @@ def test_dry_run_then_apply_deletes_only_what_is_verifiably_archived(emulator, s
     intents = {(r["direction"], int(r["id"])) for r in rows if r["action"] == "intent"}
     done = {(r["direction"], int(r["id"])) for r in rows if r["action"] in ("deleted", "gone")}
     assert intents == done == deleted
+    assert {r["user"] for r in rows} == {"retention"}  # the scheduled policy, not a person, deleted these
     # The applied run archived the unarchived and changed records: a later run may delete them.
     assert archive["outgoing"][40_000_000_001] == api_truth(emulator)["outgoing"][40_000_000_001]
 

@@ -1,4 +1,4 @@
-"""``web``: the history browser, served from the archive alone (never from OVH)."""
+"""``web``: the history browser, served from the archive (OVH is called only to delete, when allowed)."""
 
 from __future__ import annotations
 
