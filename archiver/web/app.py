@@ -38,7 +38,7 @@ from archiver.web.csrf import CsrfTokens
 from archiver.web.delete import delete_routes
 from archiver.web.export import export_csv, export_name
 from archiver.web.index import HistoryIndex
-from archiver.web.query import BadParameter, Filters, day_counts, parse_filters, search
+from archiver.web.query import BadParameter, Filters, Page, day_counts, parse_filters, search
 from archiver.web.versions import sms_versions
 
 __all__ = ["SECURITY_HEADERS", "WebContext", "create_app"]
@@ -122,7 +122,8 @@ def _bad(request: Request, error: BadParameter) -> Response:
 # -- JSON API --------------------------------------------------------------------------------------
 
 
-def api_sms(request: Request) -> Response:
+def _page_of(request: Request) -> tuple[Filters, Page] | Response:
+    """The request's filters and one page of the index for them (rows noted for the access log), or a 400."""
     try:
         filters = _filters(request)
     except BadParameter as error:
@@ -131,6 +132,14 @@ def api_sms(request: Request) -> Response:
     with context.index.connection() as db:
         page = search(db, filters, context.zone)
     request.state.rows = len(page.items)
+    return filters, page
+
+
+def api_sms(request: Request) -> Response:
+    found = _page_of(request)
+    if isinstance(found, Response):
+        return found
+    _filters_used, page = found
     return JSONResponse({"items": page.items, "next": page.next})
 
 
@@ -224,14 +233,11 @@ def export(request: Request) -> Response:
 
 
 def history(request: Request) -> Response:
-    try:
-        filters = _filters(request)
-    except BadParameter as error:
-        return _bad(request, error)
+    found = _page_of(request)
+    if isinstance(found, Response):
+        return found
+    filters, page = found
     context = _context(request)
-    with context.index.connection() as db:
-        page = search(db, filters, context.zone)
-    request.state.rows = len(page.items)
     months = sorted({month.month for month in context.index.months()}, reverse=True)
     return context.page(
         request,
