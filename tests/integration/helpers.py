@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import gzip
 import io
@@ -21,7 +22,7 @@ from archiver.emulator import EmulatorServer, generate_sample_data
 from archiver.errors import StorageError
 from archiver.naming import DIRECTIONS, Direction
 from archiver.reader import archived_months, iter_records
-from archiver.records import parse_api_record
+from archiver.records import Record, format_instant, parse_api_record
 from archiver.store import Store, open_store
 from archiver.store.layout import parse_part_key
 
@@ -174,3 +175,21 @@ class StoreWrapper:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def older_versions_dated_a_month_later(emulator: EmulatorServer) -> tuple[list[tuple[int, Any]], list[Record]]:
+    """Every tenth outgoing SMS of the API, and an older version of each dated a month later.
+
+    What a bad export could leave: written last, these versions are the newest for every reader, in
+    another month than the API's. Returns the API's raw records and the moved versions.
+    """
+    raws = sorted(emulator.outgoing(SERVICE).items())[::10]
+    moved = []
+    for _sms_id, raw in raws:
+        record = parse_api_record("outgoing", raw, api_zone=PARIS)
+        created = record.created + dt.timedelta(days=31, hours=1)
+        fields = list(record.fields)
+        fields[1] = format_instant(created)
+        fields[8] = "an older version, dated wrong"
+        moved.append(dataclasses.replace(record, created=created, fields=tuple(fields)))
+    return raws, moved

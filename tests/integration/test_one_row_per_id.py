@@ -10,7 +10,6 @@ the readers apart from the export path.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import datetime as dt
 import io
 import json
@@ -26,7 +25,7 @@ from archiver.config import ArchiveSettings, Settings
 from archiver.emulator import EmulatorServer, Faults
 from archiver.emulator.data import format_api_datetime
 from archiver.manifest import record_parts
-from archiver.records import OUTGOING_COLUMNS, format_instant, parse_api_record, parse_instant
+from archiver.records import OUTGOING_COLUMNS, parse_api_record, parse_instant
 from archiver.writer import write_parts
 from tests.integration.helpers import (
     CREDENTIALS,
@@ -36,6 +35,7 @@ from tests.integration.helpers import (
     cli_env,
     local_storage_env,
     make_emulator,
+    older_versions_dated_a_month_later,
     run_cli,
     store_from_env,
 )
@@ -204,15 +204,7 @@ def test_duplicate_moved_to_another_month_is_read_once_by_every_command(archived
     """An older version of some ids, dated a month later (as a bad export would), then the API's."""
     emulator, storage = archived
     store = store_from_env(storage)
-    raws = sorted(emulator.outgoing(SERVICE).items())[::10]
-    moved = []
-    for _sms_id, raw in raws:
-        record = parse_api_record("outgoing", raw, api_zone=PARIS)
-        created = record.created + dt.timedelta(days=31, hours=1)
-        fields = list(record.fields)
-        fields[1] = format_instant(created)
-        fields[8] = "an older version, dated wrong"
-        moved.append(dataclasses.replace(record, created=created, fields=tuple(fields)))
+    raws, moved = older_versions_dated_a_month_later(emulator)
     record_parts(store, SERVICE, "outgoing", write_parts(store, UTC_ARCHIVE.archive, SERVICE, "outgoing", moved))
     env = cli_env(emulator, storage, SMS_ARCHIVER_OVH__FETCH="batch")
     assert run_cli("archive", env=env).code == 0  # the API's versions, written last: the newest

@@ -6,7 +6,6 @@ browser and check, each time, that the API gives exactly what the reader gives (
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import shutil
 import urllib.parse
@@ -18,7 +17,7 @@ import pytest
 
 from archiver.config import ArchiveSettings, Settings
 from archiver.manifest import record_parts
-from archiver.records import COLUMNS, format_instant, parse_api_record
+from archiver.records import COLUMNS, parse_api_record
 from archiver.web.index import HistoryIndex
 from archiver.writer import write_parts
 from tests.integration.helpers import (
@@ -29,6 +28,7 @@ from tests.integration.helpers import (
     cli_env,
     local_storage_env,
     make_emulator,
+    older_versions_dated_a_month_later,
     run_cli,
     store_from_env,
 )
@@ -75,15 +75,7 @@ def test_the_index_follows_moved_versions_new_cycles_and_compaction(archived: An
     # Older versions of some ids, dated a month later, written last: for every reader they are now
     # the newest, in another month. The original months' parts did not change, yet their rows of
     # those ids must go.
-    raws = sorted(emulator.outgoing(SERVICE).items())[::10]
-    moved = []
-    for _sms_id, raw in raws:
-        record = parse_api_record("outgoing", raw, api_zone=PARIS)
-        created = record.created + dt.timedelta(days=31, hours=1)
-        fields = list(record.fields)
-        fields[1] = format_instant(created)
-        fields[8] = "an older version, dated wrong"
-        moved.append(dataclasses.replace(record, created=created, fields=tuple(fields)))
+    raws, moved = older_versions_dated_a_month_later(emulator)
     moved_parts = write_parts(store, UTC_ARCHIVE.archive, SERVICE, "outgoing", moved)
     record_parts(store, SERVICE, "outgoing", moved_parts)
     reader = _flat(archive_contents(store))
