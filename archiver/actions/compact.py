@@ -1,44 +1,26 @@
 """Compaction: once a day can no longer change, merge its parts into one, without a window of loss.
 
 A day is settled once it ended more than ``settle + lookback`` ago (plus a day of margin): no cycle
-writes into it any more. Its parts are merged (one row per id, the newest version, following the
-reader's rule: a row whose id has a newer version in another day or month is dropped, and a row
-that is its id's newest version is kept, whatever other days hold), and then, in this order:
-
-1. the merged part is written (its name comes from its content, with a ``-c`` suffix) and read
-   back: SHA-256 and row count must match;
-2. the month's manifest records it and marks the old parts ``superseded``;
-3. the old parts are deleted, then dropped from the manifest.
-
-A reader at any moment sees every record (old parts, new part, or both, deduplicated by id). A
-crash at any step is repaired by the next run: merging the same parts again gives the same bytes,
-hence the same key. The merged part, written last, holds only newest versions, so the archive
-resolves every id as it did before.
+writes into it any more. Its parts are merged into one by ``rewrite.rewrite_day`` (one row per id,
+the newest version; the new part is written and verified before the old ones go, so that a crash
+at any step is repaired by the next run).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import structlog
-
 from archiver.config import Settings
-from archiver.csvfile import encode_rows
-from archiver.errors import IntegrityError
-from archiver.manifest import PartEntry, load_manifest, save_manifest
+from archiver.manifest import PartEntry
 from archiver.naming import Direction
-from archiver.reader import ArchiveParts, Resolution, StoredPart, check_part, iter_day_records
-from archiver.records import COLUMNS, Record
+from archiver.reader import ArchiveParts, Resolution, StoredPart
+from archiver.rewrite import rewrite_day
 from archiver.services import services_to_maintain
 from archiver.store import Store
 from archiver.store.lease import Lease
-from archiver.writer import put_part
 
 __all__ = ["CompactReport", "compact_day", "run_compact", "settled_before"]
-
-log = structlog.get_logger()
 
 
 @dataclass(slots=True)
@@ -67,59 +49,12 @@ def compact_day(
     parts: list[StoredPart],
     resolution: Resolution | None = None,
 ) -> PartEntry | None:
-    """Merge one day's parts into one verified part, then remove the old ones (see module docstring).
+    """Merge one day's parts into one verified part, then remove the old ones (``rewrite.rewrite_day``).
 
     ``resolution`` covers the day's month (default: computed here) and learns about the new part.
     Returns None when every row of the day has a newer version elsewhere: the parts are removed.
     """
-    if resolution is None:
-        resolution = ArchiveParts(store, service, direction).resolution([(day.year, day.month)])
-    ids: list[int] = []
-    first: list[Record] = []  # the first and the last record, in row order
-    last: list[Record] = []
-
-    def rows(records: Iterator[Record]) -> Iterator[tuple[str, ...]]:
-        for record in records:
-            ids.append(record.id)
-            if not first:
-                first.append(record)
-            last[:] = [record]
-            yield record.fields
-
-    encoded = encode_rows(
-        COLUMNS[direction],
-        rows(iter_day_records(store, parts, direction, resolution)),
-        delimiter=settings.archive.delimiter,
-        compress=settings.archive.gzip,
-    )
-    entry: PartEntry | None = None
-    if ids:
-        entry = put_part(
-            store, settings.archive, service, direction, day, encoded, ids, (first[0], last[0]), compacted=True
-        )
-        _, _, problem = check_part(store, entry.key, direction, entry)
-        if problem is not None:
-            raise IntegrityError(f"compacted part {entry.key} did not verify after writing: {problem.detail}")
-    # else: the day held only older versions of SMS whose newest version is dated elsewhere.
-
-    old_keys = {stored.info.key for stored in parts} - ({entry.key} if entry else set())
-    manifest = load_manifest(store, service, direction, day.year, day.month)
-    if entry is not None:
-        manifest.parts[entry.key] = entry
-    for old in old_keys:
-        manifest.parts.pop(old, None)
-    manifest.superseded |= old_keys
-    save_manifest(store, manifest)
-    if entry is not None:
-        resolution.replaced(old_keys, entry.key)
-    for old in sorted(old_keys):
-        store.delete(old)
-    manifest.superseded -= old_keys
-    save_manifest(store, manifest)
-    log.debug(
-        "day_compacted", service=service, direction=direction, day=day.isoformat(), parts=len(parts), rows=encoded.rows
-    )
-    return entry
+    return rewrite_day(store, settings.archive, service, direction, day, parts, resolution).entry
 
 
 def run_compact(settings: Settings, store: Store, *, now: dt.datetime | None = None) -> CompactReport:
