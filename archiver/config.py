@@ -48,6 +48,7 @@ from archiver.schedule import parse_schedule
 __all__ = [
     "ENV_PREFIX",
     "ArchiveSettings",
+    "ComplianceSettings",
     "DaemonSettings",
     "LogSettings",
     "MetricsSettings",
@@ -420,6 +421,21 @@ class DaemonSettings(_Section):
     shutdown_seconds: int = Field(default=60, ge=1, le=3600)
 
 
+class ComplianceSettings(_Section):
+    """Legal holds, erasure requests and the audit trail (``hold``, ``erase``, ``audit``)."""
+
+    # The HMAC key that names an erased phone number in the audit trail: a later request for the same
+    # number can be matched without the number ever being written in clear. Required by ``erase``.
+    erasure_key: SecretStr | None = None
+
+    @field_validator("erasure_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (value not shown: it is a secret)")
+        return value
+
+
 class LogSettings(_Section):
     """How logs look: JSON lines for machines, colours for people."""
 
@@ -523,6 +539,9 @@ class Settings(BaseSettings):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
+    # Who is acting, for the audit trail (``SMS_ARCHIVER_ACTOR``); default: the OS user and host.
+    actor: str | None = Field(default=None, min_length=1, max_length=200)
 
     @classmethod
     def settings_customise_sources(
@@ -622,15 +641,18 @@ def _setting_name(location: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(part.upper() for part in parts)
 
 
-_SECRET_FIELDS = {
-    "url",  # storage URLs are not secret, but ping URLs are: never echo any URL back
-    "application_key",
-    "application_secret",
-    "consumer_key",
-    "client_secret",
-    "access_key_id",
-    "secret_access_key",
-}
+def _secret_field_names() -> set[str]:
+    """Every setting typed ``SecretStr``, in any section: its value is never echoed in an error."""
+    names = set()
+    for section in Settings.model_fields.values():
+        for name, field in getattr(section.annotation, "model_fields", {}).items():
+            if "SecretStr" in str(field.annotation):
+                names.add(name)
+    return names
+
+
+# Storage URLs are not secret, but ping URLs are: never echo any URL back.
+_SECRET_FIELDS = {"url", *_secret_field_names()}
 
 
 def _from_file(names: list[str], file_values: Mapping[str, Any]) -> bool:

@@ -6,6 +6,8 @@
     _state/{service}/lease.json
     _journal/deletions/year=YYYY/month=MM/{run}-{batch}-{intent|done}.csv
     _journal/purges/year=YYYY/month=MM/{run}-{name}.csv
+    _journal/audit/year=YYYY/month=MM/{instant}-{event}-{kind}.json
+    _holds/{hold}.json
 
 Part names come from their content (id range and a digest of the bytes), so a retried cycle that
 fetched the same records rewrites the same key with the same bytes.
@@ -20,10 +22,15 @@ from dataclasses import dataclass
 from archiver.naming import DIRECTIONS, Direction, check_service_name
 
 __all__ = [
+    "AUDIT_PREFIX",
     "DAEMON_STATUS_PREFIX",
+    "HOLDS_PREFIX",
     "PartKey",
+    "audit_key",
+    "audit_month_prefix",
     "daemon_status_key",
     "day_prefix",
+    "hold_key",
     "host_of_daemon_status_key",
     "journal_key",
     "lease_key",
@@ -133,6 +140,30 @@ def lease_key(service: str) -> str:
 def journal_key(kind: str, when: dt.datetime, run_id: str, name: str) -> str:
     """A journal part: ``_journal/{kind}/year=YYYY/month=MM/{run}-{name}.csv`` (kind: deletions, purges)."""
     return f"_journal/{kind}/year={when.year:04d}/month={when.month:02d}/{run_id}-{name}.csv"
+
+
+AUDIT_PREFIX = "_journal/audit/"
+HOLDS_PREFIX = "_holds/"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def audit_key(when: dt.datetime, event_id: str, kind: str) -> str:
+    """One audit event, never rewritten; keys sort by time (``when`` in UTC, to the microsecond)."""
+    if not _NAME.match(event_id) or not re.fullmatch(r"[a-z_]{1,40}", kind):
+        raise ValueError(f"invalid audit event name {event_id!r} / {kind!r}")
+    when = when.astimezone(dt.UTC)
+    return f"{audit_month_prefix(when.year, when.month)}{when.strftime('%Y%m%dT%H%M%S.%fZ')}-{event_id}-{kind}.json"
+
+
+def audit_month_prefix(year: int, month: int) -> str:
+    return f"{AUDIT_PREFIX}year={year:04d}/month={month:02d}/"
+
+
+def hold_key(hold_id: str) -> str:
+    """A legal hold: ``_holds/{id}.json`` (rewritten once, when it is lifted)."""
+    if not _NAME.match(hold_id):
+        raise ValueError(f"invalid hold id {hold_id!r}")
+    return f"{HOLDS_PREFIX}{hold_id}.json"
 
 
 DAEMON_STATUS_PREFIX = "_state/_daemons/"

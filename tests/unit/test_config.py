@@ -122,3 +122,29 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     example = Path(__file__).parents[2] / "config" / "sms-archiver.toml"
     settings = load_settings(example)
     assert settings.storage.url.startswith("s3://")
+
+
+def test_compliance_settings_and_a_short_erasure_key_is_refused_without_being_echoed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SMS_ARCHIVER_STORAGE__URL", "file:///tmp/a")
+    settings = load_settings()
+    assert settings.actor is None and settings.compliance.erasure_key is None
+    monkeypatch.setenv("SMS_ARCHIVER_ACTOR", "dpo@example.org")
+    monkeypatch.setenv("SMS_ARCHIVER_COMPLIANCE__ERASURE_KEY", "leak-me-if-you-can")
+    settings = load_settings()
+    assert settings.actor == "dpo@example.org"
+    assert "leak-me" not in repr(settings)
+    monkeypatch.setenv("SMS_ARCHIVER_COMPLIANCE__ERASURE_KEY", "leak-me")
+    with pytest.raises(ConfigError, match="SMS_ARCHIVER_COMPLIANCE__ERASURE_KEY: must be at least 16") as caught:
+        load_settings()
+    assert "leak-me" not in str(caught.value)
+    # Also as a secret file (systemd credentials, Docker secrets).
+    monkeypatch.delenv("SMS_ARCHIVER_COMPLIANCE__ERASURE_KEY")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "compliance__erasure_key").write_text("a-file-held-key-0123\n")
+    monkeypatch.setenv("SMS_ARCHIVER_SECRETS_DIR", str(secrets))
+    settings = load_settings()
+    assert settings.compliance.erasure_key is not None
+    assert settings.compliance.erasure_key.get_secret_value() == "a-file-held-key-0123"
