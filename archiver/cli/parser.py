@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from archiver.cli.commands.archiving import cmd_archive, cmd_backfill, cmd_run
 from archiver.cli.commands.check_config import cmd_check_config
+from archiver.cli.commands.erase import cmd_erase
 from archiver.cli.commands.maintenance import cmd_compact, cmd_retention, cmd_verify
 from archiver.cli.commands.reading import cmd_months, cmd_retrieve
 from archiver.cli.commands.state import cmd_state_reset, cmd_state_show
@@ -77,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
             "retention",
             cmd_retention,
             "Delete SMS at OVH once verifiably archived, per SMS_ARCHIVER_RETENTION__*. A dry run unless --apply.",
+        )
+    )
+    _erase_options(
+        add(
+            "erase",
+            cmd_erase,
+            "Erasure request: remove every archived SMS to or from a phone number (held ones kept). A dry run unless"
+            " --yes.",
         )
     )
     _web_options(add("web", cmd_web, "Serve the history browser (pages, JSON API, CSV download) from the archive."))
@@ -172,6 +181,14 @@ def _retention_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--service", help="one SMS service (default: all)")
     _json_option(sub, "JSON output (every decision)")
     sub.add_argument("--limit", type=int, default=50, help="rows shown in the table (default 50)")
+
+
+def _erase_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--number", required=True, help="the phone number, e.g. +33612345678 (0033..., spaces allowed)")
+    sub.add_argument("--yes", action="store_true", help="really erase (needs SMS_ARCHIVER_COMPLIANCE__ERASURE_KEY)")
+    sub.add_argument("--at-ovh", action="store_true", help="also delete these SMS at OVH (with --yes)")
+    sub.add_argument("--reason", default="erasure request", help="why, for the audit trail (default: erasure request)")
+    _json_option(sub)
 
 
 def _add_emulator_command(commands: _Subcommands) -> None:

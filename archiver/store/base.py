@@ -31,6 +31,10 @@ class ObjectInfo:
     last_modified: dt.datetime
     etag: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    # Until when S3 Object Lock retains this version (``head`` only; None: not locked, or unknown in a
+    # listing). A locked version can be neither rewritten nor truly deleted before then: a DELETE on a
+    # versioned bucket only hides it behind a delete marker.
+    locked_until: dt.datetime | None = None
 
 
 class Store(Protocol):
@@ -72,7 +76,7 @@ class Store(Protocol):
         ...
 
     def head(self, key: str) -> ObjectInfo | None:
-        """Describe an object (with its metadata), or ``None`` if absent."""
+        """Describe an object (with its metadata and its Object Lock retention date), or ``None`` if absent."""
         ...
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:

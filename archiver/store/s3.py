@@ -58,6 +58,17 @@ _HINTS = {
 }
 
 
+def _retained_until(head: Mapping[str, Any]) -> dt.datetime | None:
+    """The Object Lock retention date a HeadObject answer reports (None: no retention on this version).
+
+    A legal hold (``ObjectLockLegalHoldStatus``) has no date: it is reported as lasting forever.
+    """
+    if head.get("ObjectLockLegalHoldStatus") == "ON":
+        return dt.datetime.max.replace(tzinfo=dt.UTC)
+    until = head.get("ObjectLockRetainUntilDate")
+    return until.astimezone(dt.UTC) if isinstance(until, dt.datetime) else None
+
+
 def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", "") or "")
 
@@ -496,6 +507,7 @@ class S3Store:
             last_modified=response["LastModified"].astimezone(dt.UTC),
             etag=bare_etag(response.get("ETag", "")),
             metadata=dict(response.get("Metadata", {})),
+            locked_until=_retained_until(response),
         )
 
     def delete(self, key: str) -> None:

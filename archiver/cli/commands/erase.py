@@ -1,0 +1,87 @@
+"""``erase``: an erasure request, every archived SMS to or from one phone number removed (a dry run unless --yes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import nullcontext
+
+from archiver.actions.erase import ErasureReport, run_erase
+from archiver.cli.tables import add_columns, table_console
+from archiver.cli.wiring import ovh_source, reading_store, settings_from
+from archiver.source import OvhSource
+
+__all__ = ["EXIT_ERASURE_INCOMPLETE", "cmd_erase"]
+
+# Parts under Object Lock kept part of the number's SMS: run ``erase --yes`` again once their lock ends.
+EXIT_ERASURE_INCOMPLETE = 3
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    store = reading_store(settings)
+    at_ovh = args.at_ovh and args.yes
+    with ovh_source(settings) if at_ovh else nullcontext() as source:
+        report = run_erase(
+            settings,
+            store,
+            args.number,
+            apply=args.yes,
+            source=source if isinstance(source, OvhSource) else None,
+            why=args.reason,
+        )
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        _print_report(report, at_ovh_asked=args.at_ovh)
+    if args.yes and not report.complete:
+        return EXIT_ERASURE_INCOMPLETE
+    return 0
+
+
+def _print_report(report: ErasureReport, *, at_ovh_asked: bool) -> None:
+    from rich.table import Table
+
+    title = "erasure" if report.applied else "erasure dry run: nothing changed (add --yes)"
+    table = Table(title=title)
+    add_columns(table, ("service", "direction", "month", "SMS found", "erased", "held", "locked rows"))
+    for _label, month in sorted(report.months.items()):
+        table.add_row(
+            month.service,
+            month.direction,
+            month.month,
+            str(month.found),
+            str(month.erased) if report.applied else "-",
+            str(month.held),
+            str(month.locked),
+        )
+    console = table_console()
+    console.print(table)
+    for event in report.earlier:
+        console.print(f"this number was erased before on {event.at[:10]} by {event.actor} (audit event {event.id})")
+    if report.held:
+        console.print(f"{report.held} SMS kept under legal hold(s): {', '.join(sorted(report.hold_ids))}")
+    for locked in report.locked:
+        console.print(
+            f"locked: {locked.key} is under S3 Object Lock until {locked.locked_until:%Y-%m-%d %H:%M} UTC;"
+            " its day cannot be rewritten before then"
+        )
+    if report.nothing_to_do and not report.found:
+        console.print("nothing to erase: no archived SMS to or from this number")
+    elif report.nothing_to_do:
+        console.print("nothing to erase: the only SMS left with this number are under legal hold")
+    elif not report.applied:
+        console.print(f"{report.days_to_rewrite} day(s) would be rewritten without this number (add --yes)")
+    else:
+        console.print(f"{report.erased} SMS erased, {report.days_rewritten} day(s) rewritten")
+    if report.at_ovh:
+        console.print(f"at OVH: {report.deleted_at_ovh} deleted, {report.gone_at_ovh} already gone")
+    elif at_ovh_asked and not report.applied:
+        console.print("at OVH: the SMS erased would also be deleted there (--at-ovh)")
+    if report.locked:
+        print(
+            "erasure INCOMPLETE: parts under Object Lock still hold this number; run 'sms-archiver erase --yes'"
+            " again once their lock has ended (see the dates above)",
+            file=sys.stderr,
+        )
