@@ -50,8 +50,8 @@ __all__ = [
     "ErasureReport",
     "LockedPart",
     "MonthErasure",
-    "erasure_number",
     "earlier_erasures",
+    "erasure_number",
     "run_erase",
 ]
 
@@ -327,8 +327,8 @@ def _plan(
     """The days of one service and direction that hold the number, counted into ``report``."""
     index = ArchiveParts(store, service, direction)
     days: list[_Day] = []
-    for year, month in index.months():
-        for day, parts in index.days(year, month):
+    for year, month_number in index.months():
+        for day, parts in index.days(year, month_number):
             rows = sum(_rows_with(store, stored, direction, wanted) for stored in parts)
             if rows:
                 days.append(_Day(day, parts, rows))
