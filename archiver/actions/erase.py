@@ -17,8 +17,9 @@ nothing). What stays, and is reported:
 With ``at_ovh``, the erased SMS are deleted at OVH too (404: already gone). They are deleted *before*
 the archive is rewritten, so that a crash in between leaves them in the archive and the next run
 finds and deletes them again; an ``erasure_ovh_intent`` audit event lists their ids before the first
-DELETE. Each applied run ends with one ``erasure`` audit event: actor, reason, counts, and the number
-only as its keyed digest (``audit.number_digest``), never in clear (nor in logs).
+DELETE. Each applied run is journaled by an ``erasure_started`` audit event before it changes anything
+and one ``erasure`` event at its end: actor, reason, counts, and the number only as its keyed digest
+(``audit.number_digest``), never in clear (nor in logs).
 """
 
 from __future__ import annotations
@@ -267,6 +268,11 @@ def run_erase(
     if digest is not None:
         report.earlier = earlier_erasures(store, digest)
     actor = actor_name(settings.actor)
+    if apply:
+        # Before anything changes: a run cut short (kill -9) is still in the journal; the next run finishes it.
+        record_event(
+            store, "erasure_started", actor=actor, why=why, what={"number": digest, "at_ovh": source is not None}
+        )
     for service in services_known(settings.ovh, store):
         if not apply:
             holds = load_holds(store)  # read-only: no lease, nothing written

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from archiver.actions.erase import run_erase
 from archiver.audit import number_digest, read_events
-from archiver.config import ArchiveSettings
+from archiver.config import ArchiveSettings, load_settings
 from archiver.emulator import EmulatorServer, generate_sample_data
 from archiver.holds import HoldScope, place_hold
 from archiver.manifest import record_parts
@@ -301,3 +302,56 @@ def test_a_sender_id_or_garbage_is_refused(local_archive: Archive) -> None:
     for number in ("MyShop", "not a number!"):
         result = run_cli("erase", "--number", number, "--yes", env=local_archive.env)
         assert result.code == 2 and "--number" in result.stderr
+
+
+@pytest.fixture
+def lockable_archive(s3_bucket: S3Target) -> Iterator[Archive]:
+    """The archive in a bucket with Object Lock enabled (its parts written unlocked, as before the setting)."""
+    bucket = s3_bucket.bucket + "-lock"
+    s3_bucket.client().create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    yield from build_archive(dict(s3_bucket.env, SMS_ARCHIVER_STORAGE__URL=f"s3://{bucket}/archive"))
+
+
+def test_object_locked_parts_are_reported_with_their_date_and_finished_later(lockable_archive: Archive) -> None:
+    archive = lockable_archive
+    lock = {"SMS_ARCHIVER_STORAGE__OBJECT_LOCK_MODE": "GOVERNANCE", "SMS_ARCHIVER_STORAGE__OBJECT_LOCK_DAYS": "3"}
+    locked_store = store_from_env({**archive.storage, **lock})
+    # One day of the number gets a part written under Object Lock (a copy of its newest version).
+    sms_id = min(archive.matching[(SERVICE, "outgoing")])
+    record = parse_api_record("outgoing", archive.emulator.outgoing(SERVICE)[sms_id], api_zone=PARIS)
+    entries = write_parts(locked_store, ArchiveSettings(), SERVICE, "outgoing", [record])
+    record_parts(locked_store, SERVICE, "outgoing", entries)
+    locked_key = entries[0].key
+    info = locked_store.head(locked_key)
+    assert info is not None and info.locked_until is not None
+    assert info.locked_until > dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+
+    env = dict(archive.env, **lock, SMS_ARCHIVER_COMPLIANCE__ERASURE_KEY=KEY)
+    done = run_cli("erase", "--number", NUMBER, "--yes", "--json", env=env)
+    assert done.code == 3, done.stderr  # incomplete: not 0, and not an error either
+    report = json.loads(done.stdout)
+    assert report["complete"] is False
+    assert [part["key"] for part in report["locked_parts"]] == [locked_key]
+    until = dt.datetime.fromisoformat(report["locked_parts"][0]["locked_until"])
+    assert abs(until - info.locked_until) < dt.timedelta(seconds=1)
+    assert "INCOMPLETE" in done.stderr
+    # The locked day is left as it was, every other day is erased.
+    day_prefix = locked_key.rsplit("/", 1)[0] + "/"
+    assert {key.rsplit("/", 1)[0] + "/" for key in traces(raw_objects(archive.store))} == {day_prefix}
+    events = [event for event in read_events(archive.store) if event.kind == "erasure"]
+    assert events[-1].what["complete"] is False and events[-1].counts["locked_parts"] == 1
+
+    # The text form says so, with the date.
+    table = run_cli("erase", "--number", NUMBER, env=env)
+    assert table.code == 0 and locked_key in table.stdout and f"{info.locked_until:%Y-%m-%d}" in table.stdout
+
+    # Once the lock has ended, the same command finishes the erasure (the clock moved by a parameter).
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            if name.startswith("SMS_ARCHIVER_"):
+                patch.setenv(name, value)
+        settings = load_settings(None)
+    later = run_erase(settings, archive.store, NUMBER, apply=True, now=info.locked_until + dt.timedelta(minutes=1))
+    assert later.complete and later.erased == 1 and later.days_rewritten == 1
+    assert traces(raw_objects(archive.store)) == []
+    assert run_cli("verify", env=env).code == 0

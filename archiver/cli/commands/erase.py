@@ -35,6 +35,14 @@ def cmd_erase(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         _print_report(report, at_ovh_asked=args.at_ovh)
+    if report.locked:
+        last = max(locked.locked_until for locked in report.locked)
+        print(
+            f"erasure {'INCOMPLETE' if args.yes else 'would be incomplete'}: {len(report.locked)} part(s) under"
+            f" S3 Object Lock still hold this number (the last lock ends {last:%Y-%m-%d %H:%M} UTC); run"
+            " 'sms-archiver erase --yes' again once their lock has ended",
+            file=sys.stderr,
+        )
     if args.yes and not report.complete:
         return EXIT_ERASURE_INCOMPLETE
     return 0
@@ -79,9 +87,3 @@ def _print_report(report: ErasureReport, *, at_ovh_asked: bool) -> None:
         console.print(f"at OVH: {report.deleted_at_ovh} deleted, {report.gone_at_ovh} already gone")
     elif at_ovh_asked and not report.applied:
         console.print("at OVH: the SMS erased would also be deleted there (--at-ovh)")
-    if report.locked:
-        print(
-            "erasure INCOMPLETE: parts under Object Lock still hold this number; run 'sms-archiver erase --yes'"
-            " again once their lock has ended (see the dates above)",
-            file=sys.stderr,
-        )
