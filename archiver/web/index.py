@@ -8,7 +8,9 @@ rebuild, nothing else.
 A month's rows depend on its own parts and on every part that may hold another version of one of
 its ids: parts whose id ranges overlap (see the reader's "Resolution"). Each month records a
 signature of those parts (keys, etags, sizes); when the listing shows a different signature, the
-month is read again through the reader before a query is answered.
+month is read again through the reader before a query is answered. A rewritten day (compaction,
+erasure) has a new part key, so its month is read again. Deleted rows are overwritten in the file
+and the write-ahead log emptied after a change, so that an erased number leaves this cache too.
 """
 
 from __future__ import annotations
@@ -142,6 +144,9 @@ class HistoryIndex:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA cache_size=-16000")  # 16 MB of page cache per connection, at most
+            # A deleted row's bytes are overwritten, not left in free pages: an erased number (``erase``)
+            # must not outlive its erasure in this cache.
+            db.execute("PRAGMA secure_delete=ON")
             self._local.db = db
         yield db
 
@@ -198,6 +203,11 @@ class HistoryIndex:
                 db.execute(
                     "DELETE FROM months WHERE service=? AND direction=? AND month=?", (service, direction, month)
                 )
+        if rebuilt or gone:
+            # Rows replaced or deleted still sit in the write-ahead log's older frames until it is
+            # checkpointed and emptied: do it now, so that what left the archive leaves this file too.
+            with self.connection() as db:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         result = Refreshed(rebuilt, len(gone), rows, time.monotonic() - started)
         if rebuilt or gone:
             log.info("web_index_refreshed", months_rebuilt=rebuilt, months_dropped=len(gone), rows=rows)
