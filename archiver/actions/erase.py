@@ -25,6 +25,7 @@ and one ``erasure`` event at its end: actor, reason, counts, and the number only
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from archiver.rewrite import rewrite_day
 from archiver.services import services_known
 from archiver.source import OvhSource
 from archiver.store import Store
+from archiver.store.layout import parse_part_key, service_prefix
 from archiver.store.lease import Lease
 
 __all__ = [
@@ -85,6 +87,7 @@ class LockedPart:
     direction: Direction
     key: str
     locked_until: dt.datetime
+    version_id: str = ""  # an older version a versioned bucket keeps ("": the current one)
 
 
 @dataclass(slots=True)
@@ -116,6 +119,8 @@ class ErasureReport:
     locked: list[LockedPart] = field(default_factory=list)
     days_to_rewrite: int = 0  # days found holding the number (not held, not locked): what a run has to do
     days_rewritten: int = 0
+    old_versions_found: int = 0  # older versions (versioned bucket) holding the number, not locked
+    old_versions_deleted: int = 0
     deleted_at_ovh: int = 0
     gone_at_ovh: int = 0  # already gone at OVH (404)
     earlier: list[AuditEvent] = field(default_factory=list)  # earlier erasures of the same number
@@ -140,7 +145,7 @@ class ErasureReport:
     @property
     def nothing_to_do(self) -> bool:
         """Nothing of the number was found to erase (erased before, or only held SMS)."""
-        return self.days_to_rewrite == 0 and not self.locked
+        return self.days_to_rewrite == 0 and not self.locked and self.old_versions_found == 0
 
     def counts(self) -> dict[str, int]:
         """The audit event's counts: totals, then rows erased per month."""
@@ -149,6 +154,7 @@ class ErasureReport:
             "rows_held": self.held,
             "locked_parts": len(self.locked),
             "days_rewritten": self.days_rewritten,
+            "old_versions_deleted": self.old_versions_deleted,
             "deleted_at_ovh": self.deleted_at_ovh,
             "gone_at_ovh": self.gone_at_ovh,
         }
@@ -169,6 +175,8 @@ class ErasureReport:
             "hold_ids": sorted(self.hold_ids),
             "days_to_rewrite": self.days_to_rewrite,
             "days_rewritten": self.days_rewritten,
+            "old_versions_found": self.old_versions_found,
+            "old_versions_deleted": self.old_versions_deleted,
             "at_ovh": self.at_ovh,
             "deleted_at_ovh": self.deleted_at_ovh,
             "gone_at_ovh": self.gone_at_ovh,
@@ -189,6 +197,7 @@ class ErasureReport:
                     "service": locked.service,
                     "direction": locked.direction,
                     "key": locked.key,
+                    "version_id": locked.version_id,
                     "locked_until": locked.locked_until.isoformat(),
                 }
                 for locked in self.locked
@@ -278,6 +287,7 @@ def run_erase(
             holds = load_holds(store)  # read-only: no lease, nothing written
             for direction in DIRECTIONS:
                 _plan(settings, store, service, direction, wanted, holds, report, now)
+                _old_versions(store, service, direction, wanted, report, now, apply=False)
             continue
         with Lease.on_service(store, service, settings.lease) as lease:
             holds = load_holds(store)  # read under the lease: a hold placed before it counts
@@ -289,6 +299,7 @@ def run_erase(
                 _delete_at_ovh(store, source, service, planned, report, lease, actor=actor, why=why, digest=digest)
             for direction, days, resolution in planned:
                 _rewrite(settings, store, service, direction, days, resolution, wanted, holds, report, lease)
+                _old_versions(store, service, direction, wanted, report, now, apply=True)
     if apply:
         record_event(
             store,
@@ -301,7 +312,12 @@ def run_erase(
                 "at_ovh": source is not None,
                 "hold_ids": sorted(report.hold_ids),
                 "locked_parts": [
-                    {"key": locked.key, "locked_until": locked.locked_until.isoformat()} for locked in report.locked
+                    {
+                        "key": locked.key,
+                        "version_id": locked.version_id,
+                        "locked_until": locked.locked_until.isoformat(),
+                    }
+                    for locked in report.locked
                 ],
             },
             counts=report.counts(),
@@ -366,6 +382,47 @@ def _plan(
         else:
             report.days_to_rewrite += 1
     return days, resolution
+
+
+def _old_versions(
+    store: Store,
+    service: str,
+    direction: Direction,
+    wanted: _Number,
+    report: ErasureReport,
+    now: dt.datetime,
+    *,
+    apply: bool,
+) -> None:
+    """Find (and with ``apply``, delete for good) the older versions of parts that hold the number.
+
+    A versioned bucket (Object Lock needs one) keeps what ``delete`` removed and what ``put``
+    replaced: the parts a rewrite deleted, a crash's leftovers, compaction's merged parts. Each is
+    read once; a version holding the number is deleted unless Object Lock still retains it (then
+    reported, like a current part). A held SMS keeps its current copy: older copies of it go.
+    Run after the rewrites, so that the parts they just deleted are found; a store that keeps no
+    versions yields none.
+    """
+    for version in store.old_versions(service_prefix(service, direction)):
+        part = parse_part_key(version.key)
+        if part is None:
+            continue  # manifests and anything else hold ids and digests, not numbers
+        try:
+            data = store.get_version(version.key, version.version_id)
+        except KeyError:
+            continue  # removed since the listing
+        stream = io.BytesIO(data)
+        rows = read_rows(stream, header=COLUMNS[direction], compressed=part.compressed, source=version.key)
+        if not any(wanted.in_record(record_from_row(direction, row)) for row in rows):
+            continue
+        until = store.old_version_lock(version.key, version.version_id)
+        if until is not None and until > now:
+            report.locked.append(LockedPart(service, direction, version.key, until, version.version_id))
+            continue
+        report.old_versions_found += 1
+        if apply:
+            store.delete_version(version.key, version.version_id)
+            report.old_versions_deleted += 1
 
 
 def _rows_with(store: Store, stored: StoredPart, direction: Direction, wanted: _Number) -> int:

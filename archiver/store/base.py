@@ -37,6 +37,16 @@ class ObjectInfo:
     locked_until: dt.datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """An older version of an object that a versioned bucket keeps (after an overwrite or a delete)."""
+
+    key: str
+    version_id: str
+    size: int = 0
+    locked_until: dt.datetime | None = None  # filled by ``old_version_lock`` only
+
+
 class Store(Protocol):
     """The operations the archiver needs from an object store.
 
@@ -89,6 +99,25 @@ class Store(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove an object; absent is not an error."""
+        ...
+
+    # Versioned buckets (S3 Object Lock needs one): ``delete`` and ``put`` leave the previous version
+    # behind. Erasure must find and remove those too; a store that keeps no versions yields none.
+
+    def old_versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        """Every version under ``prefix`` that is not the current one, in key order (delete markers excluded)."""
+        ...
+
+    def get_version(self, key: str, version_id: str) -> bytes:
+        """Read one version of an object; raise ``KeyError`` if absent."""
+        ...
+
+    def old_version_lock(self, key: str, version_id: str) -> dt.datetime | None:
+        """Until when Object Lock retains this version (None: not locked)."""
+        ...
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        """Remove one version for good; raise ``StorageError`` if the store refuses (e.g. Object Lock)."""
         ...
 
 

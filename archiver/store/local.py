@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from archiver.errors import PreconditionFailed, StorageError
-from archiver.store.base import ObjectInfo, bare_etag, check_key, check_prefix, normalize_metadata
+from archiver.store.base import ObjectInfo, ObjectVersion, bare_etag, check_key, check_prefix, normalize_metadata
 
 if TYPE_CHECKING:
     pass
@@ -312,3 +312,19 @@ class LocalStore:
             except OSError as exc:
                 raise self._error("list", key, Path(entry.path), exc) from exc
             yield ObjectInfo(key, result.st_size, _mtime(result))
+
+    # A directory keeps no older versions: what ``delete`` or ``put`` replaced is gone.
+
+    def old_versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        check_prefix(prefix)
+        return iter(())
+
+    def get_version(self, key: str, version_id: str) -> bytes:
+        raise KeyError(f"{check_key(key)} (version {version_id}): a directory keeps no versions")
+
+    def old_version_lock(self, key: str, version_id: str) -> dt.datetime | None:
+        check_key(key)
+        return None
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        check_key(key)

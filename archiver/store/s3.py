@@ -27,7 +27,7 @@ from botocore.exceptions import (
 )
 
 from archiver.errors import ConfigError, PreconditionFailed, StorageError
-from archiver.store.base import ObjectInfo, bare_etag, check_key, check_prefix, normalize_metadata
+from archiver.store.base import ObjectInfo, ObjectVersion, bare_etag, check_key, check_prefix, normalize_metadata
 from archiver.store.urls import parse_s3_url, redact_url
 
 if TYPE_CHECKING:
@@ -545,3 +545,58 @@ class S3Store:
             raise self._error("list", prefix, exc) from exc
         except BotoCoreError as exc:
             raise self._error("list", prefix, exc) from exc
+
+    # -- older versions (versioned buckets) ----------------------------------------------------------
+
+    def old_versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        prefix = check_prefix(prefix)
+        full_prefix = self._full_key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
+        paginator = self._client.get_paginator("list_object_versions")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+                for entry in page.get("Versions", []):
+                    # An unversioned bucket lists each object once, as the latest version "null".
+                    if not entry.get("IsLatest", True):
+                        yield ObjectVersion(
+                            key=self._relative_key(entry["Key"]),
+                            version_id=entry["VersionId"],
+                            size=entry.get("Size", 0),
+                        )
+        except ClientError as exc:
+            raise self._error("list versions", prefix, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("list versions", prefix, exc) from exc
+
+    def get_version(self, key: str, version_id: str) -> bytes:
+        key = check_key(key)
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._full_key(key), VersionId=version_id)
+            return response["Body"].read()
+        except ClientError as exc:
+            if _error_code(exc) in _MISSING_KEY_CODES | {"NoSuchVersion"}:
+                raise KeyError(key) from exc
+            raise self._error("get version", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("get version", key, exc) from exc
+
+    def old_version_lock(self, key: str, version_id: str) -> dt.datetime | None:
+        key = check_key(key)
+        try:
+            response = self._client.head_object(Bucket=self.bucket, Key=self._full_key(key), VersionId=version_id)
+        except ClientError as exc:
+            if _error_code(exc) in _MISSING_KEY_CODES or _http_status(exc) == 404:
+                return None
+            raise self._error("head version", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("head version", key, exc) from exc
+        return _retained_until(response)
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        key = check_key(key)
+        try:
+            # With a VersionId, S3 removes that version for good (no delete marker); Object Lock refuses it.
+            self._client.delete_object(Bucket=self.bucket, Key=self._full_key(key), VersionId=version_id)
+        except ClientError as exc:
+            raise self._error("delete version", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("delete version", key, exc) from exc

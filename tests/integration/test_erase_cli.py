@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 
-from archiver.actions.erase import run_erase
 from archiver.audit import number_digest, read_events
-from archiver.config import ArchiveSettings, load_settings
+from archiver.config import ArchiveSettings
 from archiver.emulator import EmulatorServer, generate_sample_data
 from archiver.holds import HoldScope, place_hold
 from archiver.manifest import record_parts
@@ -345,13 +344,51 @@ def test_object_locked_parts_are_reported_with_their_date_and_finished_later(loc
     table = run_cli("erase", "--number", NUMBER, env=env)
     assert table.code == 0 and locked_key in table.stdout and f"{info.locked_until:%Y-%m-%d}" in table.stdout
 
-    # Once the lock has ended, the same command finishes the erasure (the clock moved by a parameter).
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            if name.startswith("SMS_ARCHIVER_"):
-                patch.setenv(name, value)
-        settings = load_settings(None)
-    later = run_erase(settings, archive.store, NUMBER, apply=True, now=info.locked_until + dt.timedelta(minutes=1))
-    assert later.complete and later.erased == 1 and later.days_rewritten == 1
+    # The older versions the bucket kept of the parts the rewrites deleted are gone too: what still
+    # holds the number is the locked day's current parts, nothing else.
+    assert {key for key, _version in versions_with_traces(archive)} == set(traces(raw_objects(archive.store)))
+
+    # Once the lock has ended (here: its governance retention removed, as an administrator may), the
+    # same command finishes the erasure, older versions included.
+    bucket = archive.storage["SMS_ARCHIVER_STORAGE__URL"].removeprefix("s3://").split("/")[0]
+    client = s3_client(archive)
+    client.put_object_retention(
+        Bucket=bucket, Key=f"archive/{locked_key}", Retention={}, BypassGovernanceRetention=True
+    )
+    later = run_cli("erase", "--number", NUMBER, "--yes", "--json", env=env)
+    assert later.code == 0, later.stderr
+    report = json.loads(later.stdout)
+    assert report["complete"] and report["erased"] == 1 and report["days_rewritten"] == 1
+    assert report["old_versions_deleted"] >= 1  # the locked day's parts, which the rewrite deleted
     assert traces(raw_objects(archive.store)) == []
+    assert versions_with_traces(archive) == []
     assert run_cli("verify", env=env).code == 0
+
+
+def s3_client(archive: Archive) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=archive.storage["SMS_ARCHIVER_STORAGE__ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
+def versions_with_traces(archive: Archive) -> list[tuple[str, str]]:
+    """Every version of every object the bucket keeps, read raw: those that hold the number."""
+    bucket = archive.storage["SMS_ARCHIVER_STORAGE__URL"].removeprefix("s3://").split("/")[0]
+    client = s3_client(archive)
+    found = []
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for version in page.get("Versions", []):
+            data = client.get_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])["Body"].read()
+            if version["Key"].endswith(".gz"):
+                data = gzip.decompress(data)
+            if any(trace in data for trace in TRACES):
+                found.append((version["Key"].removeprefix("archive/"), version["VersionId"]))
+    return found

@@ -71,9 +71,16 @@ def _print_report(report: ErasureReport, *, at_ovh_asked: bool) -> None:
     if report.held:
         console.print(f"{report.held} SMS kept under legal hold(s): {', '.join(sorted(report.hold_ids))}")
     for locked in report.locked:
+        what = f"{locked.key} (older version {locked.version_id})" if locked.version_id else locked.key
         console.print(
-            f"locked: {locked.key} is under S3 Object Lock until {locked.locked_until:%Y-%m-%d %H:%M} UTC;"
-            " its day cannot be rewritten before then"
+            f"locked: {what} is under S3 Object Lock until {locked.locked_until:%Y-%m-%d %H:%M} UTC;"
+            " it cannot be rewritten or deleted before then"
+        )
+    if report.old_versions_found:
+        verb = "deleted" if report.applied else "would be deleted"
+        console.print(
+            f"{report.old_versions_found} older version(s) of parts, kept by the versioned bucket, hold this"
+            f" number: {verb} for good"
         )
     if report.nothing_to_do and not report.found:
         console.print("nothing to erase: no archived SMS to or from this number")
