@@ -28,7 +28,7 @@ import datetime as dt
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import structlog
 
@@ -180,27 +180,9 @@ class ErasureReport:
             "at_ovh": self.at_ovh,
             "deleted_at_ovh": self.deleted_at_ovh,
             "gone_at_ovh": self.gone_at_ovh,
-            "months": [
-                {
-                    "service": month.service,
-                    "direction": month.direction,
-                    "month": month.month,
-                    "found": month.found,
-                    "erased": month.erased,
-                    "held": month.held,
-                    "locked_rows": month.locked,
-                }
-                for _label, month in sorted(self.months.items())
-            ],
+            "months": [asdict(month) for _label, month in sorted(self.months.items())],
             "locked_parts": [
-                {
-                    "service": locked.service,
-                    "direction": locked.direction,
-                    "key": locked.key,
-                    "version_id": locked.version_id,
-                    "locked_until": locked.locked_until.isoformat(),
-                }
-                for locked in self.locked
+                asdict(locked) | {"locked_until": locked.locked_until.isoformat()} for locked in self.locked
             ],
             "earlier_erasures": [{"at": event.at, "actor": event.actor, "id": event.id} for event in self.earlier],
         }
