@@ -42,6 +42,7 @@ SECRETS = {
     "secret_access_key": "sak-Pv53qL-DO-NOT-LEAK",
     "ping_token": "ping-TOKEN-Rj6yS-DO-NOT-LEAK",
     "wrong_application_secret": "as-WRONG-c3Tu-DO-NOT-LEAK",
+    "erasure_key": "ek-Ty38mW-DO-NOT-LEAK",
 }
 NEEDLES = {name: (value, value.removesuffix("-DO-NOT-LEAK")) for name, value in SECRETS.items()}
 
@@ -104,6 +105,7 @@ def secret_env(emulator: EmulatorServer, s3: S3Target, *, via: str, directory: P
         "SMS_ARCHIVER_STORAGE__ACCESS_KEY_ID": SECRETS["access_key_id"],
         "SMS_ARCHIVER_STORAGE__SECRET_ACCESS_KEY": SECRETS["secret_access_key"],
         "SMS_ARCHIVER_PING__URL": ping_url(closed_port()),
+        "SMS_ARCHIVER_COMPLIANCE__ERASURE_KEY": SECRETS["erasure_key"],
     }
     env = cli_env(
         emulator,
@@ -255,6 +257,9 @@ def test_every_command_at_debug_leaks_no_secret(
     run("retention")  # dry run
     applied = run("retention", "--apply", "--json")
     assert secret_emulator.deleted, f"retention --apply deleted nothing:\n{applied.stdout[:2000]}"
+    number = next(iter(secret_emulator.outgoing(SERVICE).values()))["receiver"]
+    run("erase", "--number", number)  # dry run
+    run("erase", "--number", number, "--yes", "--at-ovh", "--json")
     run("state", "reset", "--service", SERVICE, "--yes")
 
     run_daemon_and_scan(scan, env)
