@@ -274,7 +274,7 @@ def run_erase(
         with Lease.on_service(store, service, settings.lease) as lease:
             holds = load_holds(store)  # read under the lease: a hold placed before it counts
             planned = [
-                (direction, *_plan(settings, store, service, direction, wanted, holds, report, now))
+                (direction, *_plan(settings, store, service, direction, wanted, holds, report, now, lease))
                 for direction in DIRECTIONS
             ]
             if source is not None:
@@ -327,8 +327,12 @@ def _plan(
     holds: list[Hold],
     report: ErasureReport,
     now: dt.datetime,
+    lease: Lease | None = None,
 ) -> tuple[list[_Day], Resolution]:
-    """The days of one service and direction that hold the number, counted into ``report``."""
+    """The days of one service and direction that hold the number, counted into ``report``.
+
+    Every part is read: ``lease`` (None in a dry run) is renewed as due on the way.
+    """
     index = ArchiveParts(store, service, direction)
     days: list[_Day] = []
     for year, month_number in index.months():
@@ -336,6 +340,8 @@ def _plan(
             rows = sum(_rows_with(store, stored, direction, wanted) for stored in parts)
             if rows:
                 days.append(_Day(day, parts, rows))
+            if lease is not None:
+                lease.renew_if_due()
     resolution = index.resolution(sorted({(day.day.year, day.day.month) for day in days}))
     zone = settings.archive.zone
     for planned in days:
