@@ -8,14 +8,12 @@ import sys
 from contextlib import nullcontext
 
 from archiver.actions.erase import ErasureReport, run_erase
+from archiver.cli.exits import EXIT_ERASURE_INCOMPLETE
 from archiver.cli.tables import add_columns, table_console
 from archiver.cli.wiring import ovh_source, reading_store, settings_from
 from archiver.source import OvhSource
 
-__all__ = ["EXIT_ERASURE_INCOMPLETE", "cmd_erase"]
-
-# Parts under Object Lock kept part of the number's SMS: run ``erase --yes`` again once their lock ends.
-EXIT_ERASURE_INCOMPLETE = 3
+__all__ = ["cmd_erase"]
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
