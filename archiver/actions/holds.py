@@ -15,6 +15,7 @@ object itself keeps the numbers in clear: it must, to match them, and it can be 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,9 @@ class HoldRequest:
                 numbers[name] = normalize_number(value)
             except ValueError as error:
                 raise ConfigError(f"--{name}: {error}") from None
+            # Only a sender may be a name (``MyShop``): an SMS is always sent to a phone number.
+            if name == "receiver" and not re.fullmatch(r"\+?[0-9]+", numbers[name] or ""):
+                raise ConfigError(f"--receiver: not a phone number: {value[:40]!r}")
         if self.direction is not None and self.direction not in DIRECTIONS:
             raise ConfigError(f"--direction: expected one of {', '.join(DIRECTIONS)}, got {self.direction!r}")
         if self.date_from and self.date_to and self.date_from > self.date_to:
