@@ -8,9 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from pydantic import SecretStr
 
 from archiver.actions.audit import run_audit
@@ -133,7 +135,11 @@ def test_metrics_show_active_holds_and_records_kept_for_one() -> None:
 
 
 @pytest.fixture
-def cli_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStore:
+def cli_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStore]:
+    """A local archive the CLI, run in-process, points at; its logging set back afterwards.
+
+    (``main`` points structlog at the captured stderr, which is closed once the test ends.)
+    """
     directory = tmp_path / "archive"
     directory.mkdir()
     for name in list(os.environ):
@@ -142,7 +148,9 @@ def cli_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStore:
     monkeypatch.setenv("SMS_ARCHIVER_STORAGE__URL", directory.as_uri())
     monkeypatch.setenv("SMS_ARCHIVER_SECRETS_DIR", str(tmp_path / "no-secrets"))
     monkeypatch.setenv("SMS_ARCHIVER_ACTOR", "alice")
-    return LocalStore(directory)
+    saved = structlog.get_config()
+    yield LocalStore(directory)
+    structlog.configure(**saved)
 
 
 def test_the_cli_places_lists_and_lifts_a_hold_and_lists_the_trail(
