@@ -21,19 +21,14 @@ Every batch of deletions is journaled in the archive before the DELETE calls (``
 (``done``), so that an interrupted run can be audited and resumed: an id that is already gone (404)
 counts as deleted. Any error stops the run; nothing is deleted after it.
 
-Legal holds are read once at the start of a run (an unreadable hold stops the run before anything
-is deleted), then listed again right before each batch of deletions and each purged month: a hold
-placed meanwhile is read, and the batch's records are fetched again and checked against it. A hold
-placed while a batch is being deleted applies from the next batch (at most ``_BATCH`` deletions).
+Legal holds are read at the start of a run (an unreadable one stops it before anything is deleted)
+and listed again before each batch: if they changed, the batch's records are fetched again and
+checked. A hold placed while a batch is under way applies from the next one (``_BATCH`` deletions).
+The archive purge (``archive_keep_months``, ``archiver.purge``) keeps what a hold covers too.
 
-The archive purge (``archive_keep_months``) removes a month whole when no active hold could cover
-it; otherwise it rewrites the month day by day (``rewrite.rewrite_day``, compaction's crash safety)
-keeping only the held SMS, and reports how many it kept.
-
-Each applied run that deleted something records one ``retention_deletion`` event in the audit trail
-(``archiver.audit``), and one ``archive_purge`` event if it purged: who (``SMS_ARCHIVER_ACTOR``, else
-the OS user and host; the page's user for the history browser), the run id, the counts. They are
-written when the run ends, an error included.
+An applied run that deleted records one ``retention_deletion`` event in the audit trail when it ends,
+an error included (``archiver.audit``): the actor (``SMS_ARCHIVER_ACTOR``, else the OS user and host;
+the page's user for the history browser), the run id, the counts.
 
 ``run_selected_deletion`` (the history browser's "delete selected") applies rules 2 to 4 (``_proof``)
 to the SMS a user chose, without the age policy and without archiving anything; the journal names
@@ -42,11 +37,10 @@ the user (``RETENTION_USER`` for retention's own runs).
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import structlog
@@ -55,20 +49,20 @@ from archiver.audit import actor_name, record_event
 from archiver.config import Settings
 from archiver.csvfile import encode_rows
 from archiver.errors import MalformedRecordError
-from archiver.holds import Hold, held_by, load_holds
+from archiver.holds import ActiveHolds, held_by
 from archiver.manifest import record_parts
 from archiver.naming import Direction
-from archiver.reader import ArchiveParts, StoredPart, archived_months, iter_day_records, read_checked
+from archiver.purge import MonthPurge, purge_old_months
+from archiver.reader import ArchiveParts, StoredPart, read_checked
 from archiver.records import Record, differing_columns, parse_api_record
-from archiver.rewrite import rewrite_day
 from archiver.services import services_at_ovh
 from archiver.source import GONE, OvhSource
 from archiver.store import Store
-from archiver.store.layout import HOLDS_PREFIX, journal_key, month_prefix, parse_part_key
+from archiver.store.layout import journal_key
 from archiver.store.lease import Lease
 from archiver.writer import write_parts
 
-__all__ = ["Decision", "MonthPurge", "RetentionReport", "run_retention", "run_selected_deletion"]
+__all__ = ["HELD_REASON", "Decision", "MonthPurge", "RetentionReport", "run_retention", "run_selected_deletion"]
 
 log = structlog.get_logger()
 
@@ -91,18 +85,6 @@ class Decision:
     action: str  # delete | keep | deleted | gone
     reason: str
     part: str = ""
-
-
-@dataclass(slots=True)
-class MonthPurge:
-    """An archive month removed (or to be removed) by ``archive_keep_months``."""
-
-    service: str
-    direction: Direction
-    month: str
-    objects: int
-    action: str  # purge | purged (the month removed whole, or rewritten without the SMS no hold covers)
-    held: int = 0  # SMS kept in the month because a legal hold covers them (0: the month goes whole)
 
 
 @dataclass(slots=True)
@@ -148,42 +130,6 @@ class RetentionReport:
             "archive_held": self.archive_held,
             "holds_active": self.holds_active,
         }
-
-
-class _Holds:
-    """The active legal holds of a run: read at its start, listed again before each deletion batch and purge.
-
-    ``refresh`` reads the holds again only when their listing changed (a hold placed or lifted): a
-    listing costs one request, the holds are rarely touched. An unreadable hold raises ``StorageError``.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._listing = self._list()  # listed before reading: a change in between is seen by the next refresh
-        self.active: list[Hold] = load_holds(store)
-        self.generation = 0  # one more each time the holds are read again
-
-    def _list(self) -> tuple[tuple[str, str, int, dt.datetime], ...]:
-        return tuple((info.key, info.etag, info.size, info.last_modified) for info in self.store.list(HOLDS_PREFIX))
-
-    def refresh(self) -> bool:
-        """Read the holds again if they changed since; return whether they did."""
-        listing = self._list()
-        if listing == self._listing:
-            return False
-        self.active = load_holds(self.store)
-        self._listing = listing
-        self.generation += 1
-        log.info("legal_holds_changed", active=len(self.active))
-        return True
-
-    def covering(self, service: str, direction: Direction, first: dt.date, last: dt.date) -> list[Hold]:
-        """The active holds that could cover SMS of ``service`` and ``direction`` dated ``first`` to ``last``."""
-        return [
-            hold
-            for hold in self.active
-            if hold.scope.could_cover(service, direction) and hold.scope.could_cover_dates(first, last)
-        ]
 
 
 def _archived_copies(
@@ -247,9 +193,11 @@ class _Run:
         self.now = now
         self.report = RetentionReport(run_id=now.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8], applied=apply)
         self.report.by = user
+        # Who acts, for the audit trail: the page's user, or this process's (``SMS_ARCHIVER_ACTOR``).
+        self.actor = user if user != RETENTION_USER else actor_name(settings.actor)
         self.remaining_cap = settings.retention.max_deletions_per_run
         self.batches = 0
-        self.holds = _Holds(store)  # before anything is decided: an unreadable hold stops the run here
+        self.holds = ActiveHolds(store)  # before anything is decided: an unreadable hold stops the run here
         self.judged_under = 0
         self.report.holds_active = len(self.holds.active)
         self.services: set[str] = set()
@@ -427,107 +375,9 @@ class _Run:
                     self._journal(f"{name}-done", done, None)
             log.info("retention_batch_deleted", service=service, direction=direction, count=len(done))
 
-    def purge_archive(self, service: str, direction: Direction, lease: Lease | None = None) -> None:
-        """Remove archive months older than ``archive_keep_months`` (journaled before and after).
-
-        A month that an active legal hold could cover is rewritten day by day without the SMS no
-        hold covers (``_purge_held_month``), instead of being removed whole.
-        """
-        keep = self.settings.retention.archive_keep_months
-        if keep is None:
-            return
-        current = self.now.astimezone(self.settings.archive.zone)
-        index = current.year * 12 + current.month - 1 - keep
-        oldest_kept = (index // 12, index % 12 + 1)
-        for year, month in archived_months(self.store, service, direction):
-            if (year, month) >= oldest_kept:
-                continue
-            keys = [info.key for info in self.store.list(month_prefix(service, direction, year, month))]
-            purge = MonthPurge(service, direction, f"{year:04d}-{month:02d}", len(keys), "purge")
-            self.report.purges.append(purge)
-            self.holds.refresh()  # a hold placed since the run started protects this month too
-            last_day = dt.date(year, month, calendar.monthrange(year, month)[1])
-            holds = self.holds.covering(service, direction, dt.date(year, month, 1), last_day)
-            if holds:
-                self._purge_held_month(purge, year, month, keys, holds, lease)
-                continue
-            if not self.apply:
-                continue
-            self._journal_purge(purge, keys, "intent")
-            self._delete_month_objects(keys)
-            self._journal_purge(purge, keys, "done")
-            purge.action = "purged"
-            log.info("archive_month_purged", service=service, direction=direction, month=purge.month, objects=len(keys))
-
-    def _journal_purge(self, purge: MonthPurge, keys: list[str], step: str) -> None:
-        name = f"purge-{purge.service}-{purge.direction}-{purge.month}-{step}"
-        listing = encode_rows(("run", "key"), ((self.report.run_id, key) for key in keys))
-        self.store.put(journal_key("purges", self.now, self.report.run_id, name), listing.data)
-
-    def _delete_month_objects(self, keys: list[str]) -> None:
-        # The manifest goes last: until then, verify still knows what the month held.
-        for key in sorted(keys, key=lambda key: key.endswith("_manifest.json")):
-            self.store.delete(key)
-
-    def _purge_held_month(
-        self, purge: MonthPurge, year: int, month: int, keys: list[str], holds: list[Hold], lease: Lease | None
-    ) -> None:
-        """Rewrite each day of a month some hold could cover, keeping only the SMS a hold covers.
-
-        Each day goes through ``rewrite_day`` (the kept SMS are written as one verified part before the
-        old parts go). A day no hold's dates meet is emptied; a month left with no part goes whole.
-        A dry run reads the month to count what it would keep. ``purge.held`` counts the SMS kept.
-        """
-        service, direction = purge.service, purge.direction
-        index = ArchiveParts(self.store, service, direction)  # listed now: earlier months may have been rewritten
-        resolution = index.resolution([(year, month)])
-        if self.apply:
-            self._journal_purge(purge, keys, "intent")
-        for day, parts in index.days(year, month):
-            day_holds = [hold for hold in holds if hold.scope.could_cover_dates(day, day)]
-            keep = self._held_filter(service, direction, day_holds)
-            kept = refused = 0
-            if day_holds:
-                for record in iter_day_records(self.store, parts, direction, resolution):
-                    if keep(record):
-                        kept += 1
-                    else:
-                        refused += 1
-            if not self.apply:
-                purge.held += kept
-                continue
-            if day_holds and refused == 0 and len(parts) == 1 and parts[0].rows == kept:
-                purge.held += kept  # one part holding only held SMS: nothing to remove (a later run's case)
-                continue
-            rewritten = rewrite_day(self.store, self.settings.archive, service, direction, day, parts, resolution, keep)
-            purge.held += rewritten.entry.rows if rewritten.entry is not None else 0
-            if lease is not None:
-                lease.renew_if_due()
-        if not self.apply:
-            return
-        remaining = [info.key for info in self.store.list(month_prefix(service, direction, year, month))]
-        if not any(parse_part_key(key) for key in remaining):
-            self._delete_month_objects(remaining)  # nothing held is left: the manifest goes too
-            remaining = []
-        self._journal_purge(purge, sorted(set(keys) - set(remaining)), "done")
-        purge.action = "purged"
-        log.info(
-            "archive_month_purged",
-            service=service,
-            direction=direction,
-            month=purge.month,
-            objects=len(keys),
-            held=purge.held,
-        )
-
-    def _held_filter(self, service: str, direction: Direction, holds: list[Hold]) -> Callable[[Record], bool]:
-        """Whether a record of the archive is covered by one of ``holds`` (its date in the archive's zone)."""
-        zone = self.settings.archive.zone
-        return lambda record: held_by(holds, service, direction, record, zone) is not None
-
     @contextlib.contextmanager
-    def audited(self, actor: str, why: str) -> Iterator[None]:
-        """Record the run's audit events when it ends, an error included (see the module docstring).
+    def audited(self, why: str) -> Iterator[None]:
+        """Record the run's audit event when it ends, an error included (see the module docstring).
 
         After an error, an event that cannot be written is logged: the run's own error is the one raised.
         """
@@ -535,21 +385,35 @@ class _Run:
             yield
         except BaseException as error:
             try:
-                self._record_audit(actor, why, outcome=f"stopped by an error: {type(error).__name__}: {error}"[:400])
+                self._record_audit(why, outcome=f"stopped by an error: {type(error).__name__}: {error}"[:400])
             except Exception as audit_error:
                 log.error("audit_event_failed", run_id=self.report.run_id, error=str(audit_error))
             raise
-        self._record_audit(actor, why, outcome="ok")
+        self._record_audit(why, outcome="ok")
 
-    def _record_audit(self, actor: str, why: str, *, outcome: str) -> None:
-        if not self.apply:
-            return
+    def purge_archive(self, service: str, direction: Direction, lease: Lease | None = None) -> None:
+        """The archive purge (``archiver.purge``): months older than ``archive_keep_months``, holds kept."""
+        purge_old_months(
+            self.store,
+            self.settings,
+            service,
+            direction,
+            self.holds,
+            self.report.purges,
+            apply=self.apply,
+            run_id=self.report.run_id,
+            now=self.now,
+            lease=lease,
+            actor=self.actor,
+        )
+
+    def _record_audit(self, why: str, *, outcome: str) -> None:
         report = self.report
-        if self.services:  # DELETE calls were made
+        if self.apply and self.services:  # DELETE calls were made
             record_event(
                 self.store,
                 "retention_deletion",
-                actor=actor,
+                actor=self.actor,
                 why=why,
                 what={
                     "run": report.run_id,
@@ -563,25 +427,6 @@ class _Run:
                     "kept": report.count("keep"),
                     "held": report.held,
                     "capped": report.capped,
-                },
-            )
-        purged = [purge for purge in report.purges if purge.action == "purged"]
-        if purged:
-            keep_months = self.settings.retention.archive_keep_months
-            record_event(
-                self.store,
-                "archive_purge",
-                actor=actor,
-                why=f"archive months older than {keep_months} months (SMS_ARCHIVER_RETENTION__ARCHIVE_KEEP_MONTHS)",
-                what={
-                    "run": report.run_id,
-                    "months": [f"{purge.service}/{purge.direction}/{purge.month}" for purge in purged],
-                    "outcome": outcome,
-                },
-                counts={
-                    "months": len(purged),
-                    "objects": sum(purge.objects for purge in purged),
-                    "held": sum(purge.held for purge in purged),
                 },
             )
 
@@ -624,7 +469,7 @@ def run_retention(
     # OVH's clock, not ours: the cutoff is compared with OVH's timestamps.
     run = _Run(settings, source, store, apply=apply, now=now or source.now())
     policy = f"retention policy: SMS older than {settings.retention.delete_after_days} days and verifiably archived"
-    with run.audited(actor_name(settings.actor), policy):
+    with run.audited(policy):
         for service in services or services_at_ovh(settings.ovh, source):
             with Lease.on_service(store, service, settings.lease) as lease:
                 for direction in settings.retention.directions:
@@ -677,7 +522,7 @@ def run_selected_deletion(
     """
     run = _Run(settings, source, store, apply=apply, now=now or source.now(), user=user)
     wanted = set(ids)
-    with run.audited(user, "chosen in the history browser"), Lease.on_service(store, service, settings.lease) as lease:
+    with run.audited("chosen in the history browser"), Lease.on_service(store, service, settings.lease) as lease:
         archived = _archived_copies(store, service, direction, wanted)
         lease.renew_if_due()
         decisions, _stale = run.judge(service, direction, wanted, archived, lease, cutoff=None, archiving=False)
