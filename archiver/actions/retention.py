@@ -199,7 +199,6 @@ class _Run:
         self.batches = 0
         self.holds = ActiveHolds(store)  # before anything is decided: an unreadable hold stops the run here
         self.judged_under = 0
-        self.report.holds_active = len(self.holds.active)
         self.services: set[str] = set()
 
     def decide(self, service: str, direction: Direction, lease: Lease) -> list[Decision]:
@@ -409,6 +408,7 @@ class _Run:
 
     def _record_audit(self, why: str, *, outcome: str) -> None:
         report = self.report
+        report.holds_active = len(self.holds.active)  # as last read
         if self.apply and self.services:  # DELETE calls were made
             record_event(
                 self.store,

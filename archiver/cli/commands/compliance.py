@@ -17,7 +17,6 @@ from archiver.audit import AuditEvent
 from archiver.cli.tables import add_columns, table_console
 from archiver.cli.wiring import reading_store, settings_from
 from archiver.holds import Hold
-from archiver.store import open_store
 
 __all__ = ["cmd_audit", "cmd_hold_add", "cmd_hold_list", "cmd_hold_remove"]
 
@@ -35,7 +34,8 @@ def cmd_hold_add(args: argparse.Namespace) -> int:
     )
     request.scope()  # a wrong option is refused before the settings or the store are touched
     settings = settings_from(args)
-    hold = run_hold_add(settings, open_store(settings.storage), request, reason=args.reason)
+    # An archive that must exist: a hold placed in a mistyped local path would protect nothing.
+    hold = run_hold_add(settings, reading_store(settings), request, reason=args.reason)
     print(hold.id)
     return 0
 
