@@ -27,7 +27,7 @@ from archiver.records import COLUMNS, Record
 from archiver.store import Store
 from archiver.store.layout import HOLDS_PREFIX, hold_key
 
-__all__ = ["Hold", "HoldScope", "held_by", "lift_hold", "load_holds", "normalize_number", "place_hold"]
+__all__ = ["ActiveHolds", "Hold", "HoldScope", "held_by", "lift_hold", "load_holds", "normalize_number", "place_hold"]
 
 _SEPARATORS = re.compile(r"[\s().-]")
 
@@ -207,3 +207,39 @@ def _decode(key: str, data: bytes) -> Hold:
         )
     except (ValueError, KeyError, TypeError) as error:
         raise StorageError(f"hold {key} is unreadable: {error}") from None
+
+
+class ActiveHolds:
+    """The active holds of a run that deletes: read at its start, listed again before each step that deletes.
+
+    ``refresh`` reads the holds again only when their listing changed (a hold placed or lifted): a
+    listing costs one request, and holds are rarely touched. An unreadable hold raises ``StorageError``.
+    ``generation`` grows with each new reading, so that a caller can tell what it decided under.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._listing = self._list()  # listed before reading: a change in between is seen by the next refresh
+        self.active: list[Hold] = load_holds(store)
+        self.generation = 0
+
+    def _list(self) -> tuple[tuple[str, str, int, dt.datetime], ...]:
+        return tuple((info.key, info.etag, info.size, info.last_modified) for info in self.store.list(HOLDS_PREFIX))
+
+    def refresh(self) -> bool:
+        """Read the holds again if they changed since; return whether they did."""
+        listing = self._list()
+        if listing == self._listing:
+            return False
+        self.active = load_holds(self.store)
+        self._listing = listing
+        self.generation += 1
+        return True
+
+    def covering(self, service: str, direction: Direction, first: dt.date, last: dt.date) -> list[Hold]:
+        """The active holds that could cover SMS of ``service`` and ``direction`` dated ``first`` to ``last``."""
+        return [
+            hold
+            for hold in self.active
+            if hold.scope.could_cover(service, direction) and hold.scope.could_cover_dates(first, last)
+        ]

@@ -14,6 +14,9 @@ with ``sms_archiver_``:
     sms_archiver_services_skipped_total{service,direction}        cycles that left it to another instance (lease held)
     sms_archiver_unsettled_records_total{service,direction}       archived with a status not final after the lookback
     sms_archiver_retention_unmatchable{service,direction}         records whose archived copy can never match (last run)
+    sms_archiver_legal_holds_active                               active legal holds (at each cycle and retention run)
+    sms_archiver_held_records_total{service,direction,where}      records kept for a legal hold, at each retention run
+                                                                  (where: ovh, archive)
     sms_archiver_job_runs_total{job,outcome}                      ok, failed, interrupted
     sms_archiver_job_failures_total{job}
     sms_archiver_job_last_success_timestamp_seconds{job}
@@ -139,6 +142,17 @@ class Metrics:
             pair,
             registry=registry,
         )
+        self.legal_holds_active = Gauge(
+            "sms_archiver_legal_holds_active",
+            "Active legal holds (retention and the archive purge keep what they cover).",
+            registry=registry,
+        )
+        self.held_records = Counter(
+            "sms_archiver_held_records",
+            "Records kept because a legal hold covers them, counted at each retention run (where: ovh, archive).",
+            [*pair, "where"],
+            registry=registry,
+        )
         self.job_runs = Counter(
             "sms_archiver_job_runs", "Daemon job runs, by outcome.", ["job", "outcome"], registry=registry
         )
@@ -204,6 +218,15 @@ class Metrics:
         """The last retention run's records that can never match, per service and direction."""
         for (service, direction), count in counts.items():
             self.retention_unmatchable.labels(service, direction).set(count)
+
+    def set_legal_holds(self, count: int) -> None:
+        """How many legal holds are active."""
+        self.legal_holds_active.set(count)
+
+    def add_held(self, service: str, direction: str, where: str, count: int) -> None:
+        """Records a retention run kept for a legal hold: at OVH (``ovh``) or in the archive purge (``archive``)."""
+        if count > 0:
+            self.held_records.labels(service, direction, where).inc(count)
 
     def add_deletions(self, service: str, direction: str, count: int) -> None:
         if count > 0:

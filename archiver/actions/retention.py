@@ -10,7 +10,9 @@ A record is deleted only when all of these hold (each failing one is the reason 
 3. the API's current record equals the archived copy field for field, and its status is final, or
    it never settled: still not final once the lookback (``lookback_hours``) is over, the last
    status is what the archive keeps (see ``records.NON_FINAL_PTT``);
-4. the run has had no error so far, and the per-run cap is not reached.
+4. no active legal hold covers it (``archiver.holds``): a held record is kept, with the reason
+   ``under legal hold {id}``, and counted (``held``);
+5. the run has had no error so far, and the per-run cap is not reached.
 
 A record that is old but not archived (or whose archived copy is older than the API's) is archived
 now and kept: it becomes deletable on a later run, once it can be read back from the store.
@@ -19,6 +21,15 @@ Every batch of deletions is journaled in the archive before the DELETE calls (``
 (``done``), so that an interrupted run can be audited and resumed: an id that is already gone (404)
 counts as deleted. Any error stops the run; nothing is deleted after it.
 
+Legal holds are read at the start of a run (an unreadable one stops it before anything is deleted)
+and listed again before each batch: if they changed, the batch's records are fetched again and
+checked. A hold placed while a batch is under way applies from the next one (``_BATCH`` deletions).
+The archive purge (``archive_keep_months``, ``archiver.purge``) keeps what a hold covers too.
+
+An applied run that deleted records one ``retention_deletion`` event in the audit trail when it ends,
+an error included (``archiver.audit``): the actor (``SMS_ARCHIVER_ACTOR``, else the OS user and host;
+the page's user for the history browser), the run id, the counts.
+
 ``run_selected_deletion`` (the history browser's "delete selected") applies rules 2 to 4 (``_proof``)
 to the SMS a user chose, without the age policy and without archiving anything; the journal names
 the user (``RETENTION_USER`` for retention's own runs).
@@ -26,27 +37,32 @@ the user (``RETENTION_USER`` for retention's own runs).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import structlog
 
+from archiver.audit import actor_name, record_event
 from archiver.config import Settings
 from archiver.csvfile import encode_rows
 from archiver.errors import MalformedRecordError
+from archiver.holds import ActiveHolds, held_by
 from archiver.manifest import record_parts
 from archiver.naming import Direction
-from archiver.reader import ArchiveParts, StoredPart, archived_months, read_checked
+from archiver.purge import MonthPurge, purge_old_months
+from archiver.reader import ArchiveParts, StoredPart, read_checked
 from archiver.records import Record, differing_columns, parse_api_record
 from archiver.services import services_at_ovh
 from archiver.source import GONE, OvhSource
 from archiver.store import Store
-from archiver.store.layout import journal_key, month_prefix
+from archiver.store.layout import journal_key
 from archiver.store.lease import Lease
 from archiver.writer import write_parts
 
-__all__ = ["Decision", "MonthPurge", "RetentionReport", "run_retention", "run_selected_deletion"]
+__all__ = ["HELD_REASON", "Decision", "MonthPurge", "RetentionReport", "run_retention", "run_selected_deletion"]
 
 log = structlog.get_logger()
 
@@ -54,6 +70,8 @@ log = structlog.get_logger()
 JOURNAL_COLUMNS = ("run", "service", "direction", "id", "date", "part", "action", "at", "user")
 RETENTION_USER = "retention"
 _BATCH = 100
+# The reason of a record kept because a legal hold covers it (followed by the hold's id).
+HELD_REASON = "under legal hold"
 
 
 @dataclass(slots=True)
@@ -67,17 +85,6 @@ class Decision:
     action: str  # delete | keep | deleted | gone
     reason: str
     part: str = ""
-
-
-@dataclass(slots=True)
-class MonthPurge:
-    """An archive month removed (or to be removed) by ``archive_keep_months``."""
-
-    service: str
-    direction: Direction
-    month: str
-    objects: int
-    action: str  # purge | purged
 
 
 @dataclass(slots=True)
@@ -97,9 +104,16 @@ class RetentionReport:
     # could never be deleted. Reported (log, status, metrics), never kept silently.
     unmatchable: list[Decision] = field(default_factory=list)
     by: str = RETENTION_USER  # who asked: written in the journal
+    held: int = 0  # records kept at OVH because a legal hold covers them (reason ``HELD_REASON``)
+    holds_active: int = 0  # active legal holds when the run ended
 
     def count(self, action: str) -> int:
         return sum(1 for decision in self.decisions if decision.action == action)
+
+    @property
+    def archive_held(self) -> int:
+        """SMS the archive purge kept because a legal hold covers them."""
+        return sum(purge.held for purge in self.purges)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -112,6 +126,9 @@ class RetentionReport:
             "archive_purges": [asdict(purge) for purge in self.purges],
             "unmatchable": [asdict(decision) for decision in self.unmatchable],
             "by": self.by,
+            "held": self.held,
+            "archive_held": self.archive_held,
+            "holds_active": self.holds_active,
         }
 
 
@@ -176,8 +193,13 @@ class _Run:
         self.now = now
         self.report = RetentionReport(run_id=now.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8], applied=apply)
         self.report.by = user
+        # Who acts, for the audit trail: the page's user, or this process's (``SMS_ARCHIVER_ACTOR``).
+        self.actor = user if user != RETENTION_USER else actor_name(settings.actor)
         self.remaining_cap = settings.retention.max_deletions_per_run
         self.batches = 0
+        self.holds = ActiveHolds(store)  # before anything is decided: an unreadable hold stops the run here
+        self.judged_under = 0
+        self.services: set[str] = set()
 
     def decide(self, service: str, direction: Direction, lease: Lease) -> list[Decision]:
         """Look at every record older than the policy and decide; archive what is not archived yet."""
@@ -219,6 +241,7 @@ class _Run:
         caller archives the records to archive (said in their reason).
         """
         settled_before = self.now - dt.timedelta(hours=self.settings.archive.lookback_hours)
+        self.judged_under = self.holds.generation  # the holds these decisions saw
         decisions: list[Decision] = []
         to_archive: list[Record] = []
         for sms_id, raw in self.source.fetch(service, direction, sorted(ids)):
@@ -243,9 +266,38 @@ class _Run:
                 continue
             action, reason, stale = _proof(live, copy, settled_before, archiving=archiving)
             if stale:
-                to_archive.append(live)
-            decisions.append(Decision(service, direction, sms_id, date, action, reason, part))
+                to_archive.append(live)  # a held record is archived all the same
+            decision = Decision(service, direction, sms_id, date, action, reason, part)
+            if action == "delete":
+                self._keep_if_held(decision, live)
+            decisions.append(decision)
         return decisions, to_archive
+
+    def _keep_if_held(self, decision: Decision, live: Record) -> None:
+        """Keep ``decision``'s record if an active hold covers it (counted in ``report.held``)."""
+        hold = held_by(self.holds.active, decision.service, decision.direction, live, self.settings.archive.zone)
+        if hold is not None:
+            decision.action, decision.reason = "keep", f"{HELD_REASON} {hold.id}"
+            self.report.held += 1
+
+    def _recheck_holds(self, service: str, direction: Direction, batch: list[Decision]) -> list[Decision]:
+        """The holds changed since the batch was decided: fetch its records again and keep the held ones.
+
+        Returns the batch's decisions still to delete. A record gone meanwhile stays in the batch (its
+        DELETE finds it gone); one that can no longer be read is kept.
+        """
+        by_id = {decision.id: decision for decision in batch}
+        for sms_id, raw in self.source.fetch(service, direction, sorted(by_id)):
+            decision = by_id[sms_id]
+            if raw is GONE:
+                continue
+            try:
+                live = parse_api_record(direction, raw, api_zone=self.source.api_zone, ptt_text=self.source.ptt_text)
+            except MalformedRecordError as error:
+                decision.action, decision.reason = "keep", f"API record malformed: {error}"
+                continue
+            self._keep_if_held(decision, live)
+        return [decision for decision in batch if decision.action == "delete"]
 
     def _read_back(
         self,
@@ -294,6 +346,14 @@ class _Run:
         eligible = [decision for decision in decisions if decision.action == "delete"]
         for start in range(0, len(eligible), _BATCH):
             batch = eligible[start : start + _BATCH]
+            # A legal hold placed since the decision: the batch's records are checked against it again.
+            self.holds.refresh()
+            if self.holds.generation != self.judged_under and self.holds.covering(
+                service, direction, dt.date.min, dt.date.max
+            ):
+                batch = self._recheck_holds(service, direction, batch)
+                if not batch:
+                    continue
             # Right before deleting, prove the lease is still ours: a holder that lost it deletes nothing.
             lease.renew()
             self.batches += 1
@@ -308,36 +368,67 @@ class _Run:
                     decision.reason = "deleted at OVH" if existed else "already gone at OVH (404)"
                     done.append(decision)
                     self.report.deleted += existed
+                    self.services.add(service)
             finally:
                 if done:
                     self._journal(f"{name}-done", done, None)
             log.info("retention_batch_deleted", service=service, direction=direction, count=len(done))
 
-    def purge_archive(self, service: str, direction: Direction) -> None:
-        """Remove archive months older than ``archive_keep_months`` (journaled before and after)."""
-        keep = self.settings.retention.archive_keep_months
-        if keep is None:
-            return
-        current = self.now.astimezone(self.settings.archive.zone)
-        index = current.year * 12 + current.month - 1 - keep
-        oldest_kept = (index // 12, index % 12 + 1)
-        for year, month in archived_months(self.store, service, direction):
-            if (year, month) >= oldest_kept:
-                continue
-            keys = [info.key for info in self.store.list(month_prefix(service, direction, year, month))]
-            purge = MonthPurge(service, direction, f"{year:04d}-{month:02d}", len(keys), "purge")
-            self.report.purges.append(purge)
-            if not self.apply:
-                continue
-            name = f"purge-{service}-{direction}-{purge.month}"
-            listing = encode_rows(("run", "key"), ((self.report.run_id, key) for key in keys))
-            self.store.put(journal_key("purges", self.now, self.report.run_id, f"{name}-intent"), listing.data)
-            # The manifest goes last: until then, verify still knows what the month held.
-            for key in sorted(keys, key=lambda key: key.endswith("_manifest.json")):
-                self.store.delete(key)
-            self.store.put(journal_key("purges", self.now, self.report.run_id, f"{name}-done"), listing.data)
-            purge.action = "purged"
-            log.info("archive_month_purged", service=service, direction=direction, month=purge.month, objects=len(keys))
+    @contextlib.contextmanager
+    def audited(self, why: str) -> Iterator[None]:
+        """Record the run's audit event when it ends, an error included (see the module docstring).
+
+        After an error, an event that cannot be written is logged: the run's own error is the one raised.
+        """
+        try:
+            yield
+        except BaseException as error:
+            try:
+                self._record_audit(why, outcome=f"stopped by an error: {type(error).__name__}: {error}"[:400])
+            except Exception as audit_error:
+                log.error("audit_event_failed", run_id=self.report.run_id, error=str(audit_error))
+            raise
+        self._record_audit(why, outcome="ok")
+
+    def purge_archive(self, service: str, direction: Direction, lease: Lease | None = None) -> None:
+        """The archive purge (``archiver.purge``): months older than ``archive_keep_months``, holds kept."""
+        purge_old_months(
+            self.store,
+            self.settings,
+            service,
+            direction,
+            self.holds,
+            self.report.purges,
+            apply=self.apply,
+            run_id=self.report.run_id,
+            now=self.now,
+            lease=lease,
+            actor=self.actor,
+        )
+
+    def _record_audit(self, why: str, *, outcome: str) -> None:
+        report = self.report
+        report.holds_active = len(self.holds.active)  # as last read
+        if self.apply and self.services:  # DELETE calls were made
+            record_event(
+                self.store,
+                "retention_deletion",
+                actor=self.actor,
+                why=why,
+                what={
+                    "run": report.run_id,
+                    "services": sorted(self.services),
+                    "journal_user": report.by,
+                    "outcome": outcome,
+                },
+                counts={
+                    "deleted": report.deleted,
+                    "gone": report.count("gone"),
+                    "kept": report.count("keep"),
+                    "held": report.held,
+                    "capped": report.capped,
+                },
+            )
 
     def _journal(self, name: str, decisions: list[Decision], action: str | None) -> None:
         at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -377,15 +468,17 @@ def run_retention(
     settings.retention.check_policy(apply=apply)
     # OVH's clock, not ours: the cutoff is compared with OVH's timestamps.
     run = _Run(settings, source, store, apply=apply, now=now or source.now())
-    for service in services or services_at_ovh(settings.ovh, source):
-        with Lease.on_service(store, service, settings.lease) as lease:
-            for direction in settings.retention.directions:
-                decisions = run.decide(service, direction, lease)
-                run.report.decisions.extend(decisions)
-                if apply:
-                    run.delete(service, direction, decisions, lease)
-            for direction in settings.archive.directions:
-                run.purge_archive(service, direction)
+    policy = f"retention policy: SMS older than {settings.retention.delete_after_days} days and verifiably archived"
+    with run.audited(policy):
+        for service in services or services_at_ovh(settings.ovh, source):
+            with Lease.on_service(store, service, settings.lease) as lease:
+                for direction in settings.retention.directions:
+                    decisions = run.decide(service, direction, lease)
+                    run.report.decisions.extend(decisions)
+                    if apply:
+                        run.delete(service, direction, decisions, lease)
+                for direction in settings.archive.directions:
+                    run.purge_archive(service, direction, lease)
     if run.report.unmatchable:
         log.warning(
             "retention_unmatchable",
@@ -399,6 +492,8 @@ def run_retention(
         applied=apply,
         deleted=run.report.deleted,
         kept=run.report.count("keep"),
+        held=run.report.held,
+        archive_held=run.report.archive_held,
         eligible=run.report.count("delete"),
     )
     return run.report
@@ -427,7 +522,7 @@ def run_selected_deletion(
     """
     run = _Run(settings, source, store, apply=apply, now=now or source.now(), user=user)
     wanted = set(ids)
-    with Lease.on_service(store, service, settings.lease) as lease:
+    with run.audited("chosen in the history browser"), Lease.on_service(store, service, settings.lease) as lease:
         archived = _archived_copies(store, service, direction, wanted)
         lease.renew_if_due()
         decisions, _stale = run.judge(service, direction, wanted, archived, lease, cutoff=None, archiving=False)
@@ -443,6 +538,7 @@ def run_selected_deletion(
         applied=apply,
         deleted=run.report.deleted,
         kept=run.report.count("keep"),
+        held=run.report.held,
         eligible=run.report.count("delete"),
     )
     return run.report

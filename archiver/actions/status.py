@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from archiver.config import Settings
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, StorageError
+from archiver.holds import load_holds
 from archiver.naming import DIRECTIONS, Direction
 from archiver.services import services_known
 from archiver.store import Store
@@ -27,6 +28,7 @@ from archiver.store.state import CursorState, load_state
 
 __all__ = [
     "StateEntry",
+    "active_holds",
     "last_cycles_finished",
     "read_daemons",
     "read_states",
@@ -97,8 +99,34 @@ def _last_cycle_outcome(state: CursorState, daemons: list[dict[str, Any]]) -> st
     return "ok" if last else "never archived"
 
 
+# How many active holds ``status`` lists one by one (all of them are counted).
+_HOLDS_LISTED = 20
+
+
+def active_holds(store: Store) -> dict[str, Any]:
+    """The active legal holds: ``count`` and a short ``list`` (oldest first); ``error`` if one is unreadable.
+
+    An unreadable hold is reported here, not raised: retention and the purge stop on it, status says why.
+    """
+    try:
+        holds = load_holds(store)
+    except StorageError as error:
+        return {"count": None, "list": [], "error": str(error)}
+    listed = [
+        {
+            "id": hold.id,
+            "scope": hold.scope.describe(),
+            "reason": hold.reason,
+            "placed_by": hold.placed_by,
+            "placed_at": hold.placed_at,
+        }
+        for hold in holds[:_HOLDS_LISTED]
+    ]
+    return {"count": len(holds), "list": listed, "error": None}
+
+
 def run_status(settings: Settings, store: Store) -> dict[str, Any]:
-    """The status as data: ``services`` (one entry per service and direction) and ``daemons``."""
+    """The status as data: ``services`` (one entry per service and direction), ``daemons`` and ``legal_holds``."""
     daemons = read_daemons(store)
     entries: list[dict[str, Any]] = []
     for entry in read_states(store, services_known(settings.ovh, store), settings.archive.directions):
@@ -119,7 +147,7 @@ def run_status(settings: Settings, store: Store) -> dict[str, Any]:
                 "lease": entry.lease.describe() if entry.lease else None,
             }
         )
-    return {"services": entries, "daemons": daemons}
+    return {"services": entries, "daemons": daemons, "legal_holds": active_holds(store)}
 
 
 def run_state_show(settings: Settings, store: Store, *, service: str | None = None) -> list[dict[str, Any]]:

@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     _web_options(add("web", cmd_web, "Serve the history browser (pages, JSON API, CSV download) from the archive."))
     _add_emulator_command(commands)
     _demo_options(add("demo", cmd_demo, "Archive sample data from the built-in OVH emulator: no OVH account needed."))
+    _add_compliance_commands(commands)
     return parser
 
 
@@ -189,6 +190,53 @@ def _erase_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--at-ovh", action="store_true", help="also delete these SMS at OVH (with --yes)")
     sub.add_argument("--reason", default="erasure request", help="why, for the audit trail (default: erasure request)")
     _json_option(sub)
+
+
+def _add_compliance_commands(commands: _Subcommands) -> None:
+    """``hold add|list|remove`` (legal holds) and ``audit`` (the audit trail); see README, Compliance."""
+    from archiver.cli.commands.compliance import cmd_audit, cmd_hold_add, cmd_hold_list, cmd_hold_remove
+
+    hold_help = "Legal holds: SMS that retention and the archive purge keep, whatever the policy, until lifted."
+    hold = commands.add_parser("hold", help=hold_help, description=hold_help)
+    actions = hold.add_subparsers(dest="hold_command", required=True, metavar="ACTION")
+    add_help = (
+        "Place a hold on the SMS matching every criterion given (none: every SMS). Numbers in any common "
+        "spelling (+33 6 12 34 56 78, 0033612345678); dates in the archive's zone, both included. Prints the hold id."
+    )
+    add = actions.add_parser("add", help="Place a legal hold; prints its id.", description=add_help)
+    add.set_defaults(handler=cmd_hold_add)
+    add.add_argument("--receiver", metavar="NUMBER", help="SMS sent to this number")
+    add.add_argument("--sender", metavar="NUMBER", help="SMS sent by this number or sender id")
+    add.add_argument("--number", metavar="NUMBER", help="SMS with this number as sender or receiver")
+    add.add_argument("--tag", help="SMS with this tag (exact match)")
+    add.add_argument("--service", help="one SMS service (default: all)")
+    add.add_argument("--direction", choices=DIRECTIONS, help="default: both")
+    add.add_argument("--from", dest="date_from", type=day_argument, metavar="YYYY-MM-DD", help="first day held")
+    add.add_argument("--to", dest="date_to", type=day_argument, metavar="YYYY-MM-DD", help="last day held")
+    add.add_argument("--reason", required=True, help="why (a case, a request): kept with the hold and audited")
+    listing = actions.add_parser(
+        "list", help="The active holds (--all: lifted ones too).", description="The legal holds, oldest first."
+    )
+    listing.set_defaults(handler=cmd_hold_list)
+    listing.add_argument("--all", action="store_true", help="include lifted holds")
+    _json_option(listing)
+    remove_help = "Lift a hold: the hold stays in the archive, marked lifted (who, when, why); audited."
+    remove = actions.add_parser("remove", help="Lift a legal hold.", description=remove_help)
+    remove.set_defaults(handler=cmd_hold_remove)
+    remove.add_argument("hold_id", metavar="ID", help="the hold's id (hold list)")
+    remove.add_argument("--reason", required=True, help="why the hold ends: audited")
+    audit_help = (
+        "The audit trail kept in the archive (_journal/audit/): holds placed and lifted, erasures, deletions at "
+        "OVH and archive purges, each with who, when, why and counts; oldest first."
+    )
+    audit = commands.add_parser(
+        "audit", help="List the audit trail: who did what, when and why.", description=audit_help
+    )
+    audit.set_defaults(handler=cmd_audit)
+    audit.add_argument(
+        "--from", dest="since", type=day_argument, metavar="YYYY-MM-DD", help="events from this day (UTC)"
+    )
+    _json_option(audit)
 
 
 def _add_emulator_command(commands: _Subcommands) -> None:

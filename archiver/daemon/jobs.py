@@ -25,7 +25,8 @@ import structlog
 
 from archiver.actions.archive import DirectionReport, run_archive
 from archiver.actions.compact import run_compact
-from archiver.actions.retention import run_retention
+from archiver.actions.holds import active_hold_count
+from archiver.actions.retention import HELD_REASON, run_retention
 from archiver.actions.verify import run_verify
 from archiver.config import Settings
 from archiver.daemon.notify import Notifier
@@ -107,9 +108,17 @@ class Jobs:
             raise
         seconds = time.monotonic() - clock
         self.metrics.observe_cycle(reports, seconds)
+        self._observe_holds(store)
         with self._lock:
             self._last_cycle = [_report_figures(report) for report in reports]
         return "\n".join([cycle_summary(reports, seconds), *_report_lines(reports)])
+
+    def _observe_holds(self, store: Store) -> None:
+        """The active legal holds gauge; a hold that cannot be read is logged (retention stops on it)."""
+        try:
+            self.metrics.set_legal_holds(active_hold_count(store))
+        except ArchiverError as error:
+            log.warning("legal_holds_unreadable", error=str(error))
 
     def retention_due_now(self) -> None:
         """Retention's own schedule fired: it runs after the next successful archive cycle."""
@@ -126,6 +135,11 @@ class Jobs:
             unmatchable[(decision.service, decision.direction)] += 0  # each pair looked at: its gauge goes back to 0
             if decision.action == "deleted":
                 self.metrics.add_deletions(decision.service, decision.direction, 1)
+            elif decision.action == "keep" and decision.reason.startswith(HELD_REASON):
+                self.metrics.add_held(decision.service, decision.direction, "ovh", 1)
+        for purge in report.purges:
+            self.metrics.add_held(purge.service, purge.direction, "archive", purge.held)
+        self.metrics.set_legal_holds(report.holds_active)
         for decision in report.unmatchable:
             unmatchable[(decision.service, decision.direction)] += 1
         self.metrics.set_unmatchable(unmatchable)
@@ -135,6 +149,8 @@ class Jobs:
                 "(SMS_ARCHIVER_RETENTION__MAX_DELETIONS_PER_RUN)"
             )
         summary = f"{report.deleted} record(s) deleted at OVH, {report.count('keep')} kept"
+        if report.held or report.archive_held:
+            summary += f" ({report.held} at OVH and {report.archive_held} in the archive under a legal hold)"
         if report.unmatchable:
             summary += f"; {len(report.unmatchable)} can never match their archived copy (see the log)"
         return summary

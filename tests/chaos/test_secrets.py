@@ -226,7 +226,7 @@ def test_every_command_at_debug_leaks_no_secret(
 
     def run(*args: str) -> Result:
         result = run_cli(*args, env=env, timeout=120)
-        name = " ".join(args[:2]) if args[0] == "state" else args[0]
+        name = " ".join(args[:2]) if args[0] in ("state", "hold") else args[0]
         ran.add(name)
         scan.result(result, " ".join(args))
         assert result.code == 0, f"{' '.join(args)} exited {result.code}:\n{result.stderr[-3000:]}"
@@ -254,12 +254,17 @@ def test_every_command_at_debug_leaks_no_secret(
     assert retrieved.stat().st_size > 1000
     scan.add(retrieved.read_bytes(), "the file retrieve wrote")
     run("compact")
+    hold = run("hold", "add", "--receiver", "+33612345678", "--reason", "case 1").stdout.strip()
     run("retention")  # dry run
     applied = run("retention", "--apply", "--json")
     assert secret_emulator.deleted, f"retention --apply deleted nothing:\n{applied.stdout[:2000]}"
     number = next(iter(secret_emulator.outgoing(SERVICE).values()))["receiver"]
     run("erase", "--number", number)  # dry run
     run("erase", "--number", number, "--yes", "--at-ovh", "--json")
+    for args in (("hold", "list", "--json"), ("hold", "remove", hold, "--reason", "closed"), ("hold", "list")):
+        run(*args)
+    run("audit")
+    run("audit", "--json")
     run("state", "reset", "--service", SERVICE, "--yes")
 
     run_daemon_and_scan(scan, env)

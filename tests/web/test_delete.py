@@ -337,3 +337,27 @@ def test_allow_delete_without_ovh_credentials_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "SMS_ARCHIVER_OVH__APPLICATION_KEY" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_held_sms_is_kept_and_the_deletion_is_audited_with_the_pages_user(fresh: Deleting) -> None:
+    from archiver.audit import read_events
+    from archiver.holds import HoldScope, place_hold
+
+    alice = _basic("alice")
+    held, *others = fresh.final_ids[:4]
+    receiver = fresh.emulator.outgoing(SERVICE)[held]["receiver"]
+    others = [sms_id for sms_id in others if fresh.emulator.outgoing(SERVICE)[sms_id]["receiver"] != receiver]
+    assert others, "every chosen SMS went to the held number: the test proves nothing about the rest"
+    hold = place_hold(fresh.store, HoldScope(receiver=receiver), reason="case 12", actor="dpo")
+
+    chosen = selection(held, *others)
+    review = post(f"{fresh.url}/delete/review", [("csrf", token_of(get(f"{fresh.url}/", alice).text)), *chosen], alice)
+    assert review.status == 200
+    result = post(f"{fresh.url}/delete/confirm", [("csrf", token_of(review.text)), *chosen], alice)
+    assert result.status == 200, result.text
+
+    assert sorted(fresh.emulator.deleted) == sorted((SERVICE, "outgoing", sms_id) for sms_id in others)
+    assert decisions_of(result.text)[held] == ("keep", f"under legal hold {hold.id}")
+    [event] = read_events(fresh.store)
+    assert (event.kind, event.actor) == ("retention_deletion", "alice")
+    assert event.counts["deleted"] == len(others) and event.counts["held"] == 1

@@ -128,6 +128,11 @@ def _print_retention(report: RetentionReport, *, limit: int) -> None:
         console.print(f"{count:7d}  {action:8s} {reason}")
     for name, count in sorted(report.younger.items()):
         console.print(f"{count:7d}  keep     younger than the policy ({name})")
+    if report.holds_active:
+        console.print(f"{report.held:7d}  kept at OVH under a legal hold ({report.holds_active} active: hold list)")
     for purge in report.purges:
         verb = "purged" if purge.action == "purged" else "would purge"
-        console.print(f"archive: {verb} {purge.service}/{purge.direction} {purge.month} ({purge.objects} objects)")
+        held = f", {purge.held} SMS kept under a legal hold" if purge.held else ""
+        console.print(
+            f"archive: {verb} {purge.service}/{purge.direction} {purge.month} ({purge.objects} objects{held})"
+        )

@@ -40,7 +40,27 @@ def show_status(settings: Settings, store: Store, *, as_json: bool) -> int:
     console = table_console()
     console.print(_archive_table(document["services"]))
     console.print(_daemons_table(document["daemons"]))
+    _print_holds(console, document["legal_holds"])
     return 0
+
+
+def _print_holds(console: Any, holds: dict[str, Any]) -> None:
+    """The active legal holds: a line when there is none, else a short table."""
+    from rich.table import Table
+
+    if holds["error"]:
+        console.print(f"legal holds: UNREADABLE ({holds['error']}): retention and the archive purge stop on it")
+        return
+    if not holds["count"]:
+        console.print("legal holds: none active")
+        return
+    table = Table(title=f"legal holds: {holds['count']} active (retention and the archive purge keep what they cover)")
+    add_columns(table, ("id", "scope", "reason", "placed"), no_wrap=("id",))
+    for hold in holds["list"]:
+        table.add_row(hold["id"], hold["scope"], hold["reason"], f"{_when(hold['placed_at'])} by {hold['placed_by']}")
+    if holds["count"] > len(holds["list"]):
+        table.caption = f"... {holds['count'] - len(holds['list'])} more: sms-archiver hold list"
+    console.print(table)
 
 
 def _when(text: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,26 @@ def test_cycle_summary_names_services_left_to_others_and_malformed_records() -> 
         "sms-other-1; 2 malformed record(s) skipped, retried next cycle"
     )
     assert [entry["event"] for entry in logs] == ["malformed_records_skipped"]
+
+
+def test_the_retention_job_counts_what_a_legal_hold_kept_and_the_active_holds(
+    make_settings: SettingsFactory, store: LocalStore, emulator: Any
+) -> None:
+    from archiver.holds import HoldScope, place_hold
+
+    settings = make_settings(SMS_ARCHIVER_RETENTION__ENABLED="true", SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS="2")
+    jobs = jobs_for(settings)
+    place_hold(store, HoldScope(direction="incoming"), reason="case 5", actor="dpo")
+    with OvhSource(settings.ovh) as source:
+        jobs.archive(source, store)
+        text = jobs.metrics.exposition(None)[0].decode()
+        assert "sms_archiver_legal_holds_active 1.0" in text  # read at each archive cycle
+        summary = jobs.retention(source, store)
+    deleted = {direction for _service, direction, _id in emulator.deleted}
+    assert deleted == {"outgoing"}, "the held direction was deleted, or nothing was: the test proves nothing"
+    found = re.search(r"\((\d+) at OVH and 0 in the archive under a legal hold\)", summary)
+    assert found, summary
+    held = int(found.group(1))
+    assert held > 0
+    text = jobs.metrics.exposition(None)[0].decode()
+    assert f'sms_archiver_held_records_total{{direction="incoming",service="{SERVICE}",where="ovh"}} {held}.0' in text
