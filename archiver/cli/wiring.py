@@ -15,17 +15,25 @@ from archiver.services import services_known
 from archiver.source import OvhSource
 from archiver.store import LocalStore, Store, open_store
 
-__all__ = ["chosen_directions", "note_if_empty", "one_service", "ovh_source", "reading_store", "settings_from"]
+__all__ = [
+    "chosen_directions",
+    "note_if_empty",
+    "one_service",
+    "ovh_source",
+    "reading_store",
+    "settings_from",
+]
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def settings_from(args: argparse.Namespace, *, archive_only: bool = False) -> Settings:
     """The settings (``--config``, environment, secret files), logging configured by them and the options.
 
-    Raises ``ConfigError`` naming each wrong setting.
+    ``archive_only``: for a command that makes no OVH call, ``ovh.services`` names every account's
+    services (``Settings.archive_wide``). Raises ``ConfigError`` naming each wrong setting.
     """
     settings = load_settings(args.config)
     configure_logging(args.log_level or settings.log.level, args.log_format or settings.log.format)
-    return settings
+    return settings.archive_wide() if archive_only else settings
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from archiver.daemon.runner import JobRunner, first_line
 from archiver.errors import ArchiverError, CycleInterrupted, IntegrityError
 from archiver.metrics import Metrics
 from archiver.ping import Pinger
-from archiver.source import OvhSource
+from archiver.services import Accounts
 from archiver.store import Store
 
 __all__ = ["ARCHIVE", "COMPACT", "RETENTION", "VERIFY", "Jobs", "planned_jobs"]
@@ -82,23 +82,24 @@ class Jobs:
         with self._lock:
             return list(self._last_cycle)
 
-    def archive(self, source: OvhSource, store: Store) -> str:
-        """One archive cycle, monitored; then retention if it came due meanwhile."""
+    def archive(self, accounts: Accounts, store: Store) -> str:
+        """One archive cycle (every account), monitored; then retention if it came due meanwhile."""
         with self.pinger.monitored(f"sms-archiver on {self.host}: archive cycle failed\n") as outcome:
-            summary = self._archive_cycle(source, store)
+            summary = self._archive_cycle(accounts, store)
             outcome.summary = f"sms-archiver on {self.host}: {summary}"
         self.notifier.status(f"last archive ok at {_now():%H:%M:%S} UTC: {summary.splitlines()[0]}")
         with self._lock:
             retention_due, self._retention_due = self._retention_due, False
         if retention_due and not self.stop.is_set():
-            self.runner.execute(RETENTION, lambda: self.retention(source, store))
+            self.runner.execute(RETENTION, lambda: self.retention(accounts, store))
         return summary.splitlines()[0]
 
-    def _archive_cycle(self, source: OvhSource, store: Store) -> str:
+    def _archive_cycle(self, accounts: Accounts, store: Store) -> str:
         """One cycle; return its summary line, then one line per service and direction."""
         clock = time.monotonic()
         try:
-            reports = run_archive(self.settings, source, store, stop=self.stop)
+            per_account = accounts.run(lambda account, source: run_archive(account, source, store, stop=self.stop))
+            reports = [report for _name, account_reports in per_account for report in account_reports]
         except CycleInterrupted:
             raise  # a stop, not a failure: the next start resumes the cycle
         except Exception as error:
@@ -107,6 +108,7 @@ class Jobs:
             raise
         seconds = time.monotonic() - clock
         self.metrics.observe_cycle(reports, seconds)
+        self.metrics.set_service_accounts({report.service: report.account for report in reports})
         with self._lock:
             self._last_cycle = [_report_figures(report) for report in reports]
         return "\n".join([cycle_summary(reports, seconds), *_report_lines(reports)])
@@ -118,36 +120,43 @@ class Jobs:
         self.runner.note(RETENTION, "due: runs after the next successful archive")
         log.info("retention_due", runs="after the next successful archive cycle")
 
-    def retention(self, source: OvhSource, store: Store) -> str:
-        """Delete at OVH what the archive verifiably keeps; fail when the deletion cap kept some."""
-        report = run_retention(self.settings, source, store, apply=True)
+    def retention(self, accounts: Accounts, store: Store) -> str:
+        """Delete at OVH what the archive verifiably keeps (every account); fail when the deletion cap kept some."""
+        reports = [
+            report
+            for _name, report in accounts.run(lambda account, source: run_retention(account, source, store, apply=True))
+        ]
         unmatchable: Counter[tuple[str, str]] = Counter()
-        for decision in report.decisions:
-            unmatchable[(decision.service, decision.direction)] += 0  # each pair looked at: its gauge goes back to 0
-            if decision.action == "deleted":
-                self.metrics.add_deletions(decision.service, decision.direction, 1)
-        for decision in report.unmatchable:
-            unmatchable[(decision.service, decision.direction)] += 1
+        for report in reports:
+            for decision in report.decisions:
+                unmatchable[(decision.service, decision.direction)] += 0  # each pair looked at: its gauge goes to 0
+                if decision.action == "deleted":
+                    self.metrics.add_deletions(decision.service, decision.direction, 1)
+            for decision in report.unmatchable:
+                unmatchable[(decision.service, decision.direction)] += 1
         self.metrics.set_unmatchable(unmatchable)
-        if report.capped:
+        capped = sum(report.capped for report in reports)
+        if capped:
             raise ArchiverError(
-                f"retention cap reached: {report.capped} eligible record(s) kept "
+                f"retention cap reached: {capped} eligible record(s) kept "
                 "(SMS_ARCHIVER_RETENTION__MAX_DELETIONS_PER_RUN)"
             )
-        summary = f"{report.deleted} record(s) deleted at OVH, {report.count('keep')} kept"
-        if report.unmatchable:
-            summary += f"; {len(report.unmatchable)} can never match their archived copy (see the log)"
+        deleted = sum(report.deleted for report in reports)
+        summary = f"{deleted} record(s) deleted at OVH, {sum(report.count('keep') for report in reports)} kept"
+        never = sum(len(report.unmatchable) for report in reports)
+        if never:
+            summary += f"; {never} can never match their archived copy (see the log)"
         return summary
 
     def compact(self, store: Store) -> str:
         """Merge each settled day's parts; return the report's counts."""
-        report = run_compact(self.settings, store)
+        report = run_compact(self.settings.archive_wide(), store)
         counts = {key: value for key, value in asdict(report).items() if isinstance(value, int)}
         return ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in counts.items()) or "done"
 
     def verify(self, store: Store) -> str:
         """Check every part; raise ``IntegrityError`` counting the problems (each logged, up to a limit)."""
-        checks = run_verify(self.settings, store)
+        checks = run_verify(self.settings.archive_wide(), store)
         problems = [(check, problem) for check in checks for problem in check.problems]
         for check, problem in problems[:_PROBLEMS_LOGGED]:
             log.error(
@@ -197,6 +206,7 @@ def _report_figures(report: DirectionReport) -> dict[str, Any]:
         "malformed",
         "finished_at",
         "skipped",
+        "account",
     )
     return {key: getattr(report, key) for key in keys}
 

@@ -89,7 +89,7 @@ class DirectionRun:
         self.direction = direction
         self.lease = lease
         self.progress = progress
-        self.report = DirectionReport(service, direction)
+        self.report = DirectionReport(service, direction, account=settings.account_name)
         self.log = log.bind(service=service, direction=direction)
 
     def fetch_and_write(
