@@ -577,11 +577,18 @@ class Settings(BaseSettings):
     @classmethod
     def _accounts_coherent(cls, value: dict[str, OvhSettings], info: ValidationInfo) -> dict[str, OvhSettings]:
         ovh = info.data.get("ovh")
-        if value and isinstance(ovh, OvhSettings) and ovh.model_fields_set:
-            used = ", ".join(f"{ENV_PREFIX}OVH__{name.upper()}" for name in sorted(ovh.model_fields_set))
+        # The ovh section is the one account of a configuration without accounts; with accounts it gives
+        # nothing (no hidden inheritance), so a value there other than its default is a mistake to report.
+        changed = sorted(
+            name
+            for name in (ovh.model_fields_set if value and isinstance(ovh, OvhSettings) else ())
+            if getattr(ovh, name) != OvhSettings.model_fields[name].get_default(call_default_factory=True)
+        )
+        if changed:
+            used = ", ".join(f"{ENV_PREFIX}OVH__{name.upper()}" for name in changed)
             raise ValueError(
-                f"accounts are configured, so the ovh section must stay empty (it is the one account of a "
-                f"configuration without accounts): move {used} into each account "
+                f"accounts are configured, so the ovh section must keep its defaults (it is the one account of "
+                f"a configuration without accounts): move {used} into each account "
                 f"([accounts.NAME] or {ENV_PREFIX}ACCOUNTS__NAME__FIELD)"
             )
         owners: dict[str, str] = {}

@@ -271,3 +271,15 @@ def test_an_account_name_is_accepted_only_if_every_form_can_spell_it(name: str) 
     assert accepted == (_setting_path(f"accounts__{name.lower()}__endpoint") == ("accounts", name, "endpoint"))
     if accepted:
         assert name == name.lower() and "__" not in name and name.strip("-_") == name
+
+
+def test_the_example_configuration_takes_accounts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Its [ovh] section only spells defaults out: accounts added to it are accepted; a changed value is not."""
+    example = (Path(__file__).parents[2] / "config" / "sms-archiver.toml").read_text()
+    config = tmp_path / "c.toml"
+    config.write_text(example + '\n[[accounts]]\nname = "shop"\nendpoint = "ovh-ca"\n')
+    monkeypatch.setenv("SMS_ARCHIVER_STORAGE__URL", "file:///tmp/a")
+    assert load_settings(config).for_account("shop").ovh.endpoint == "ovh-ca"
+    monkeypatch.setenv("SMS_ARCHIVER_OVH__CONCURRENCY", "8")
+    with pytest.raises(ConfigError, match="move SMS_ARCHIVER_OVH__CONCURRENCY into each account"):
+        load_settings(config)
