@@ -97,7 +97,13 @@ class Accounts:
         self.sources: dict[str, OvhSource] = {}
         try:
             for name in settings.account_names():
-                self.sources[name] = OvhSource(settings.for_account(name).ovh)
+                account = settings.for_account(name).ovh
+                if settings.accounts and not account.has_credentials:
+                    raise ConfigError(
+                        f"invalid settings:\n  SMS_ARCHIVER_ACCOUNTS__{name.upper()}__APPLICATION_KEY: required "
+                        "(with APPLICATION_SECRET and CONSUMER_KEY), or CLIENT_ID with CLIENT_SECRET"
+                    )
+                self.sources[name] = OvhSource(account)
         except BaseException:
             self.close()
             raise

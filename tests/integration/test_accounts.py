@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from archiver.emulator import EmulatorServer, generate_sample_data
 from tests.conftest import S3Target
 from tests.integration.helpers import api_truth, archive_contents, iter_all_objects, run_cli, store_from_env
+from tests.integration.test_daemon import DaemonProcess, free_port, scrape
 
 SHOP = ("sms-shop11111-1",)
 AGENCY = ("sms-agency2222-1", "sms-agency2222-2")
@@ -195,3 +197,32 @@ def test_a_wrong_account_setting_is_named_and_exits_2(tmp_path: Path, extra: dic
         assert "Traceback" not in result.stderr
         assert shop.stats.total == agency.stats.total == 0  # nothing was asked of OVH
         assert_no_secret(result.stdout, result.stderr)
+
+
+def test_the_daemon_archives_every_account_and_shows_each_service_account(s3_bucket: S3Target, tmp_path: Path) -> None:
+    with (
+        account_emulator(SHOP, SHOP_KEYS, seed=11) as shop,
+        account_emulator(AGENCY, AGENCY_KEYS, seed=12) as agency,
+    ):
+        port = free_port()
+        env = two_accounts_env(tmp_path, shop, agency, s3_bucket.env, agency_services=",".join(AGENCY)) | {
+            "SMS_ARCHIVER_METRICS__LISTEN": f"127.0.0.1:{port}",
+        }
+        with DaemonProcess(env) as daemon:
+            ready = daemon.wait_for("daemon_ready", timeout=30)
+            assert sorted(ready["services"]) == sorted((*SHOP, *AGENCY))
+            daemon.wait_for("job_finished", job="archive", timeout=60)
+            samples = scrape(port)
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait_exit() == 0
+        info = {
+            dict(labels)["service"]: dict(labels)["account"]
+            for (name, labels), value in samples.items()
+            if name == "sms_archiver_service_account_info" and value == 1
+        }
+        assert info == {SHOP[0]: "shop", AGENCY[0]: "agency", AGENCY[1]: "agency"}
+        store = store_from_env(s3_bucket.env)
+        for emulator, services in ((shop, SHOP), (agency, AGENCY)):
+            for service in services:
+                assert archive_contents(store, service) == api_truth(emulator, service), service
+        assert_no_secret(daemon.output())
