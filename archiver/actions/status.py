@@ -105,7 +105,8 @@ def account_of(settings: Settings, service: str, state: CursorState | None = Non
 
     Without accounts in the settings, every service is the "default" account's.
     """
-    if not settings.accounts:
+    # getattr: callers may pass a stand-in holding only the sections they use (no accounts: one account).
+    if not getattr(settings, "accounts", None):
         return DEFAULT_ACCOUNT
     configured = settings.account_of_services().get(service)
     if configured is not None:

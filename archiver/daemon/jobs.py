@@ -17,9 +17,9 @@ import datetime as dt
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -34,6 +34,7 @@ from archiver.errors import ArchiverError, CycleInterrupted, IntegrityError
 from archiver.metrics import Metrics
 from archiver.ping import Pinger
 from archiver.services import Accounts
+from archiver.source import OvhSource
 from archiver.store import Store
 
 __all__ = ["ARCHIVE", "COMPACT", "RETENTION", "VERIFY", "Jobs", "planned_jobs"]
@@ -41,6 +42,8 @@ __all__ = ["ARCHIVE", "COMPACT", "RETENTION", "VERIFY", "Jobs", "planned_jobs"]
 log = structlog.get_logger()
 
 ARCHIVE, RETENTION, COMPACT, VERIFY = "archive", "retention", "compact", "verify"
+
+T = TypeVar("T")
 
 # How many of verify's problems are logged one by one; the job's error gives the total.
 _PROBLEMS_LOGGED = 50
@@ -82,7 +85,13 @@ class Jobs:
         with self._lock:
             return list(self._last_cycle)
 
-    def archive(self, accounts: Accounts, store: Store) -> str:
+    def _each_account(self, accounts: Accounts | OvhSource, work: Callable[[Settings, OvhSource], T]) -> list[T]:
+        """``work`` once per account (``Accounts.run``); a lone source is the settings' one account."""
+        if isinstance(accounts, Accounts):
+            return [result for _name, result in accounts.run(work)]
+        return [work(self.settings, accounts)]
+
+    def archive(self, accounts: Accounts | OvhSource, store: Store) -> str:
         """One archive cycle (every account), monitored; then retention if it came due meanwhile."""
         with self.pinger.monitored(f"sms-archiver on {self.host}: archive cycle failed\n") as outcome:
             summary = self._archive_cycle(accounts, store)
@@ -94,12 +103,14 @@ class Jobs:
             self.runner.execute(RETENTION, lambda: self.retention(accounts, store))
         return summary.splitlines()[0]
 
-    def _archive_cycle(self, accounts: Accounts, store: Store) -> str:
+    def _archive_cycle(self, accounts: Accounts | OvhSource, store: Store) -> str:
         """One cycle; return its summary line, then one line per service and direction."""
         clock = time.monotonic()
         try:
-            per_account = accounts.run(lambda account, source: run_archive(account, source, store, stop=self.stop))
-            reports = [report for _name, account_reports in per_account for report in account_reports]
+            per_account = self._each_account(
+                accounts, lambda account, source: run_archive(account, source, store, stop=self.stop)
+            )
+            reports = [report for account_reports in per_account for report in account_reports]
         except CycleInterrupted:
             raise  # a stop, not a failure: the next start resumes the cycle
         except Exception as error:
@@ -120,12 +131,11 @@ class Jobs:
         self.runner.note(RETENTION, "due: runs after the next successful archive")
         log.info("retention_due", runs="after the next successful archive cycle")
 
-    def retention(self, accounts: Accounts, store: Store) -> str:
+    def retention(self, accounts: Accounts | OvhSource, store: Store) -> str:
         """Delete at OVH what the archive verifiably keeps (every account); fail when the deletion cap kept some."""
-        reports = [
-            report
-            for _name, report in accounts.run(lambda account, source: run_retention(account, source, store, apply=True))
-        ]
+        reports = self._each_account(
+            accounts, lambda account, source: run_retention(account, source, store, apply=True)
+        )
         unmatchable: Counter[tuple[str, str]] = Counter()
         for report in reports:
             for decision in report.decisions:

@@ -22,6 +22,7 @@ from archiver.config import Settings
 from archiver.errors import ArchiverError, StorageError
 from archiver.metrics import Metrics
 from archiver.services import Accounts
+from archiver.source import OvhSource
 from archiver.store import Store, open_store
 
 __all__ = ["Connected", "connect_both_sides"]
@@ -36,6 +37,11 @@ class Connected:
     store: Store
     accounts: Accounts
     services: list[str]
+
+    @property
+    def source(self) -> OvhSource:
+        """The first account's source: a configuration's one source when it has one account."""
+        return next(iter(self.accounts.sources.values()))
 
 
 def connect_both_sides(settings: Settings, metrics: Metrics) -> Connected:
