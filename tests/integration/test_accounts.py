@@ -226,3 +226,35 @@ def test_the_daemon_archives_every_account_and_shows_each_service_account(s3_buc
             for service in services:
                 assert archive_contents(store, service) == api_truth(emulator, service), service
         assert_no_secret(daemon.output())
+
+
+def test_retention_deletes_at_each_account_what_that_account_archived(tmp_path: Path) -> None:
+    with (
+        account_emulator(SHOP, SHOP_KEYS, seed=13) as shop,
+        account_emulator(AGENCY, AGENCY_KEYS, seed=14) as agency,
+    ):
+        storage = {"SMS_ARCHIVER_STORAGE__URL": (tmp_path / "archive").as_uri()}
+        env = two_accounts_env(tmp_path, shop, agency, storage, agency_services=",".join(AGENCY)) | {
+            "SMS_ARCHIVER_RETENTION__ENABLED": "true",
+            "SMS_ARCHIVER_RETENTION__DELETE_AFTER_DAYS": "10",
+        }
+        assert run_cli("archive", env=env).code == 0
+        store = store_from_env(storage)
+        archived = {service: archive_contents(store, service) for service in (*SHOP, *AGENCY)}
+        truth = {service: api_truth(shop if service in SHOP else agency, service) for service in (*SHOP, *AGENCY)}
+        applied = run_cli("retention", "--apply", "--json", env=env)
+        assert applied.code == 0, applied.stderr[-3000:]
+        report = json.loads(applied.stdout)
+        assert report["deleted"] == len(shop.deleted) + len(agency.deleted)
+        # Each account deleted only its own services' SMS, through its own endpoint and keys.
+        assert shop.deleted and {service for service, _direction, _id in shop.deleted} == set(SHOP)
+        assert agency.deleted and {service for service, _direction, _id in agency.deleted} <= set(AGENCY)
+        for service, direction, sms_id in [*shop.deleted, *agency.deleted]:
+            assert archived[service][direction][sms_id] == truth[service][direction][sms_id]
+        # --service picks the account that has it.
+        one = run_cli("retention", "--service", AGENCY[1], "--json", env=env)
+        assert one.code == 0, one.stderr[-3000:]
+        assert {decision["service"] for decision in json.loads(one.stdout)["decisions"]} <= {AGENCY[1]}
+        unknown = run_cli("retention", "--service", "sms-nobody999-1", "--json", env=env)
+        assert unknown.code == 2 and "no configured OVH account has this service" in unknown.stderr
+        assert_no_secret(applied.stdout, applied.stderr, one.stdout, one.stderr)
