@@ -258,3 +258,55 @@ def test_retention_deletes_at_each_account_what_that_account_archived(tmp_path: 
         unknown = run_cli("retention", "--service", "sms-nobody999-1", "--json", env=env)
         assert unknown.code == 2 and "no configured OVH account has this service" in unknown.stderr
         assert_no_secret(applied.stdout, applied.stderr, one.stdout, one.stderr)
+
+
+def test_the_history_page_deletes_each_service_through_its_own_account(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from archiver.config import ArchiveSettings, OvhSettings, Settings, StorageSettings, WebSettings
+    from archiver.records import NON_FINAL_PTT
+    from archiver.web.serve import WebServer, build_context
+    from tests.web.conftest import get
+    from tests.web.test_delete import _basic, _htpasswd, post, token_of
+
+    with (
+        account_emulator(SHOP, SHOP_KEYS, seed=15) as shop,
+        account_emulator(AGENCY, AGENCY_KEYS, seed=16) as agency,
+    ):
+        storage = {"SMS_ARCHIVER_STORAGE__URL": (tmp_path / "archive").as_uri()}
+        env = two_accounts_env(tmp_path, shop, agency, storage, agency_services=",".join(AGENCY))
+        assert run_cli("archive", env=env).code == 0
+
+        def account(emulator: EmulatorServer, keys: dict[str, str], services: tuple[str, ...]) -> OvhSettings:
+            secrets = {name: SecretStr(value) for name, value in keys.items()}
+            return OvhSettings(endpoint=emulator.url, max_requests_per_second=500, services=list(services), **secrets)
+
+        settings = Settings(
+            storage=StorageSettings(url=storage["SMS_ARCHIVER_STORAGE__URL"]),
+            archive=ArchiveSettings(timezone="Europe/Paris"),
+            accounts={"shop": account(shop, SHOP_KEYS, SHOP), "agency": account(agency, AGENCY_KEYS, AGENCY)},
+            web=WebSettings(
+                cache_dir=str(tmp_path / "cache"), allow_delete=True, htpasswd_file=str(_htpasswd(tmp_path / "users"))
+            ),
+        )
+
+        def final_outgoing(emulator: EmulatorServer, service: str) -> int:
+            return min(
+                sms_id
+                for sms_id, raw in emulator.outgoing(service).items()
+                if raw.get("ptt") not in NON_FINAL_PTT or raw.get("deliveredAt")
+            )
+
+        chosen = {SHOP[0]: final_outgoing(shop, SHOP[0]), AGENCY[1]: final_outgoing(agency, AGENCY[1])}
+        server = WebServer(build_context(settings, min_refresh_seconds=0), "127.0.0.1", 0).start()
+        try:
+            url, alice = server.url.rstrip("/"), _basic("alice")
+            fields = [("sms", f"{service}/outgoing/{sms_id}") for service, sms_id in chosen.items()]
+            review = post(f"{url}/delete/review", [("csrf", token_of(get(f"{url}/", alice).text)), *fields], alice)
+            assert review.status == 200, review.text
+            result = post(f"{url}/delete/confirm", [("csrf", token_of(review.text)), *fields], alice)
+            assert result.status == 200, result.text
+        finally:
+            server.stop()
+        assert shop.deleted == [(SHOP[0], "outgoing", chosen[SHOP[0]])]
+        assert agency.deleted == [(AGENCY[1], "outgoing", chosen[AGENCY[1]])]
