@@ -701,7 +701,9 @@ def _secret_file_setting(file_name: str) -> tuple[str, ...] | None:
     if name.startswith(ENV_PREFIX.lower()):
         name = name[len(ENV_PREFIX) :]
     path = _setting_path(name)
-    return path if path is not None and len(path) >= 2 else None
+    # A file holds one field's value: never a whole section or a whole account.
+    fields = 3 if path is not None and path[0] == "accounts" else 2
+    return path if path is not None and len(path) == fields else None
 
 
 def _setting_path(name: str) -> tuple[str, ...] | None:
@@ -814,7 +816,8 @@ def _describe(error: Mapping[str, Any], file: Path | None = None, file_values: M
     # Only a single field's value may be echoed (a whole section's input may hold secrets), and never a
     # secret field's.
     names = [str(part) for part in location if not isinstance(part, int)]
-    echo = len(names) >= 2 and not _SECRET_FIELDS.intersection(names)
+    fields = 3 if names[:1] == ["accounts"] else 2  # an account is a section: its input may hold secrets
+    echo = len(names) >= fields and not _SECRET_FIELDS.intersection(names)
     if echo and isinstance(value, str | int | float) and error.get("type") not in ("missing", "extra_forbidden"):
         shown = f" (got {str(value)[:80]!r})"
     # A setting written in the TOML file is named as it is written there, not by its variable.

@@ -283,3 +283,18 @@ def test_the_example_configuration_takes_accounts(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SMS_ARCHIVER_OVH__CONCURRENCY", "8")
     with pytest.raises(ConfigError, match="move SMS_ARCHIVER_OVH__CONCURRENCY into each account"):
         load_settings(config)
+
+
+def test_a_whole_account_is_never_echoed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A secret file or a variable holding a whole account (not one field) shows nothing of its content."""
+    monkeypatch.setenv("SMS_ARCHIVER_STORAGE__URL", "file:///tmp/a")
+    secrets = tmp_path / "creds"
+    secrets.mkdir()
+    (secrets / "accounts__shop").write_text('{"application_secret": "as-DO-NOT-LEAK"}')
+    monkeypatch.setenv("SMS_ARCHIVER_SECRETS_DIR", str(secrets))
+    assert load_settings().accounts == {}  # a file names one field, or is not a setting
+    monkeypatch.setenv("SMS_ARCHIVER_ACCOUNTS__AGENCY", '"ck-DO-NOT-LEAK"')
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert "SMS_ARCHIVER_ACCOUNTS__AGENCY" in str(error.value)
+    assert "DO-NOT-LEAK" not in str(error.value)
