@@ -74,6 +74,11 @@ def run_check(settings: Settings) -> list[CheckResult]:
         account = settings.for_account(name).ovh
         # With several accounts, each check names its account.
         label = f"account {name}: " if settings.accounts else ""
+        if settings.accounts and not account.has_credentials:
+            setting = f"SMS_ARCHIVER_ACCOUNTS__{name.upper()}__APPLICATION_KEY"
+            needed = "required (with APPLICATION_SECRET and CONSUMER_KEY), or CLIENT_ID with CLIENT_SECRET"
+            results.append(CheckResult(f"{label}OVH API", error=f"{setting}: {needed}"))
+            continue
         try:
             with OvhSource(account) as source:
                 results += [

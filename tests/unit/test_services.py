@@ -88,7 +88,8 @@ def _three_accounts() -> Settings:
     return Settings(
         storage=StorageSettings(url="file:///tmp/unused"),
         accounts={
-            name: OvhSettings(endpoint="http://127.0.0.1:9/1.0", services=[f"sms-{name}1-1"], **keys) for name in "cab"
+            name: OvhSettings(endpoint="http://127.0.0.1:9/1.0", services=[f"sms-{name}1-1"], max_retries=0, **keys)
+            for name in "cab"
         },
     )
 
@@ -134,3 +135,17 @@ def test_an_account_without_credentials_is_named() -> None:
     settings.accounts["b"] = OvhSettings(services=["sms-b1-1"])
     with pytest.raises(ConfigError, match="SMS_ARCHIVER_ACCOUNTS__B__APPLICATION_KEY: required"):
         Accounts(settings)
+
+
+def test_check_config_checks_each_account_and_names_one_without_credentials(tmp_path: Path) -> None:
+    from archiver.actions.check import run_check
+
+    settings = _three_accounts().model_copy(update={"storage": StorageSettings(url=tmp_path.as_uri())})
+    settings.accounts["b"] = OvhSettings(services=["sms-b1-1"])
+    failed = {result.what: result.error for result in run_check(settings) if not result.ok}
+    assert failed["account b: OVH API"] == (
+        "SMS_ARCHIVER_ACCOUNTS__B__APPLICATION_KEY: required (with APPLICATION_SECRET and CONSUMER_KEY), "
+        "or CLIENT_ID with CLIENT_SECRET"
+    )
+    # The other accounts were checked too (nothing answers on their endpoint's port).
+    assert {"account a: OVH API", "account c: OVH API"} <= failed.keys()
