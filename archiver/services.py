@@ -24,19 +24,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import structlog
 
-from archiver.config import Settings
+from archiver.config import OvhSettings, Settings
 from archiver.errors import ConfigError, CycleInterrupted
 from archiver.naming import check_service_name
 from archiver.reader import archived_services
 from archiver.source import OvhSource
 from archiver.store import Store
-
-if TYPE_CHECKING:
-    from archiver.config import OvhSettings
 
 __all__ = ["Accounts", "holds_service", "services_at_ovh", "services_known", "services_to_maintain"]
 
