@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -114,8 +115,19 @@ def test_two_accounts_archive_both_into_one_bucket(s3_bucket: S3Target, tmp_path
         assert months.code == 0, months.stderr[-3000:]
         shown = {(item["service"], item["account"]) for item in json.loads(months.stdout)}
         assert shown == {(SHOP[0], "shop"), (AGENCY[0], "agency"), (AGENCY[1], "agency")}
-        text = run_cli("status", env={**env, "COLUMNS": "250"})
-        assert text.code == 0 and "account" in text.stdout and "agency" in text.stdout
+        text = run_cli("status", env=env)
+        assert text.code == 0, text.stderr[-3000:]
+        # A first column names each service's account.
+        rows = [re.split(r"\s*[│┃|]\s*", line.strip(" │┃|")) for line in text.stdout.splitlines()]
+        assert [row[:2] for row in rows if row[0] in ("account", "shop", "agency")] == [
+            ["account", "service"],
+            ["agency", AGENCY[0]],
+            ["agency", AGENCY[0]],
+            ["agency", AGENCY[1]],
+            ["agency", AGENCY[1]],
+            ["shop", SHOP[0]],
+            ["shop", SHOP[0]],
+        ]
         check = run_cli("check-config", env=env)
         assert check.code == 0, check.stdout + check.stderr[-3000:]
         assert "account shop: OVH credentials" in check.stdout
