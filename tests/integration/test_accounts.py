@@ -322,3 +322,29 @@ def test_the_history_page_deletes_each_service_through_its_own_account(tmp_path:
             server.stop()
         assert shop.deleted == [(SHOP[0], "outgoing", chosen[SHOP[0]])]
         assert agency.deleted == [(AGENCY[1], "outgoing", chosen[AGENCY[1]])]
+
+
+def test_backfill_goes_through_every_account(tmp_path: Path) -> None:
+    with (
+        account_emulator(SHOP, SHOP_KEYS, seed=17) as shop,
+        account_emulator(AGENCY, AGENCY_KEYS, seed=18) as agency,
+    ):
+        storage = {"SMS_ARCHIVER_STORAGE__URL": (tmp_path / "archive").as_uri()}
+        env = two_accounts_env(tmp_path, shop, agency, storage, agency_services=",".join(AGENCY))
+        today = dt.date.today()
+        result = run_cli(
+            "backfill", "--from", str(today - dt.timedelta(days=30)), "--to", str(today + dt.timedelta(days=1)), env=env
+        )
+        assert result.code == 0, result.stderr[-3000:]
+        done = {(event["account"], event["service"], event["direction"]) for event in result.events("backfill_done")}
+        assert done == {
+            (account, service, direction)
+            for account, services in (("shop", SHOP), ("agency", AGENCY))
+            for service in services
+            for direction in ("outgoing", "incoming")
+        }
+        store = store_from_env(storage)
+        for emulator, services in ((shop, SHOP), (agency, AGENCY)):
+            for service in services:
+                assert archive_contents(store, service) == api_truth(emulator, service), service
+        assert_no_secret(result.stdout, result.stderr)

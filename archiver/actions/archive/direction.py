@@ -90,7 +90,7 @@ class DirectionRun:
         self.lease = lease
         self.progress = progress
         self.report = DirectionReport(service, direction, account=settings.account_name)
-        self.log = log.bind(service=service, direction=direction)
+        self.log = log.bind(service=service, direction=direction, account=settings.account_name)
 
     def fetch_and_write(
         self,
