@@ -28,8 +28,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -46,6 +48,7 @@ from archiver.naming import DIRECTIONS, Direction, check_service_name
 from archiver.schedule import parse_schedule
 
 __all__ = [
+    "DEFAULT_ACCOUNT",
     "ENV_PREFIX",
     "ArchiveSettings",
     "ComplianceSettings",
@@ -64,6 +67,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "SMS_ARCHIVER_"
+# The account of a configuration without ``accounts``: its ``ovh`` section.
+DEFAULT_ACCOUNT = "default"
 _DEFAULT_SECRET_DIRS = ("/run/secrets",)
 
 
@@ -518,6 +523,41 @@ class WebSettings(_Section):
         return self
 
 
+_ACCOUNT_NAME = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
+
+
+def check_account_name(name: str) -> str:
+    """An account's name: lowercase letters and digits, single ``-`` or ``_`` between them (at most 40)."""
+    if len(name) > 40 or not _ACCOUNT_NAME.fullmatch(name):
+        raise ValueError(
+            f"{name[:60]!r} is not an account name: use lowercase letters and digits, with single - or _ "
+            "between them (e.g. shop or agency-2)"
+        )
+    return name
+
+
+def accounts_by_name(value: Any) -> Any:
+    """``[[accounts]]`` tables (a list, each with ``name``) or ``[accounts.NAME]`` tables, as a mapping by name.
+
+    Names are checked here, so that a bad one is reported as such rather than as an unknown field.
+    """
+    if isinstance(value, list):
+        mapping: dict[str, Any] = {}
+        for position, item in enumerate(value, start=1):
+            if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+                raise ValueError(f'[[accounts]] table number {position} needs a name = "..." (e.g. name = "shop")')
+            fields = {key: field for key, field in item.items() if key != "name"}
+            name = check_account_name(item["name"])
+            if name in mapping:
+                raise ValueError(f"two [[accounts]] tables are named {name!r}: each account needs its own name")
+            mapping[name] = fields
+        return mapping
+    if isinstance(value, Mapping):
+        for name in value:
+            check_account_name(str(name))
+    return value
+
+
 class Settings(BaseSettings):
     """Every setting of sms-archiver."""
 
@@ -542,6 +582,89 @@ class Settings(BaseSettings):
     compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
     # Who is acting, for the audit trail (``SMS_ARCHIVER_ACTOR``); default: the OS user and host.
     actor: str | None = Field(default=None, min_length=1, max_length=200)
+    # Several OVH accounts, by name, each with the fields of ``ovh``; empty: ``ovh`` is the one account.
+    accounts: dict[str, OvhSettings] = Field(default_factory=dict)
+    # The account a per-account copy stands for (``for_account``); the whole configuration's is "default".
+    _account_name: str = PrivateAttr(default=DEFAULT_ACCOUNT)
+
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _accounts_by_name(cls, value: Any) -> Any:
+        return accounts_by_name(value)
+
+    @field_validator("accounts")
+    @classmethod
+    def _accounts_coherent(cls, value: dict[str, OvhSettings], info: ValidationInfo) -> dict[str, OvhSettings]:
+        ovh = info.data.get("ovh")
+        # The ovh section is the one account of a configuration without accounts; with accounts it gives
+        # nothing (no hidden inheritance), so a value there other than its default is a mistake to report.
+        changed = sorted(
+            name
+            for name in (ovh.model_fields_set if value and isinstance(ovh, OvhSettings) else ())
+            if getattr(ovh, name) != OvhSettings.model_fields[name].get_default(call_default_factory=True)
+        )
+        if changed:
+            used = ", ".join(f"{ENV_PREFIX}OVH__{name.upper()}" for name in changed)
+            raise ValueError(
+                f"accounts are configured, so the ovh section must keep its defaults (it is the one account of "
+                f"a configuration without accounts): move {used} into each account "
+                f"([accounts.NAME] or {ENV_PREFIX}ACCOUNTS__NAME__FIELD)"
+            )
+        owners: dict[str, str] = {}
+        for name, account in sorted(value.items()):
+            for service in account.services:
+                if service in owners:
+                    raise ValueError(
+                        f"service {service} is configured under two accounts, {owners[service]} and {name}: "
+                        "a service belongs to one OVH account; remove it from one of them"
+                    )
+                owners[service] = name
+        return value
+
+    @property
+    def account_name(self) -> str:
+        """The account whose ``ovh`` these settings carry: "default", or an account of ``accounts``."""
+        return self._account_name
+
+    def account_names(self) -> list[str]:
+        """Every account, in name order (the order accounts are worked on): ["default"] without ``accounts``."""
+        return sorted(self.accounts) or [DEFAULT_ACCOUNT]
+
+    def for_account(self, name: str) -> Settings:
+        """These settings with ``ovh`` set to account ``name``: what every action talking to OVH is given."""
+        if not self.accounts and name == DEFAULT_ACCOUNT:
+            return self
+        copy = self.model_copy(update={"ovh": self.accounts[name]})
+        copy._account_name = name
+        return copy
+
+    def configured_services(self) -> list[str]:
+        """The services named in the settings, every account's; empty when some account discovers its own.
+
+        For the commands that only work on the archive (``compact``, ``verify``, ``status``...):
+        an empty list means every service the archive holds, as ``ovh.services`` always did.
+        """
+        if not self.accounts:
+            return list(self.ovh.services)
+        if any(not account.services for account in self.accounts.values()):
+            return []
+        return sorted({service for account in self.accounts.values() for service in account.services})
+
+    def archive_wide(self) -> Settings:
+        """These settings for work on the archive only (no OVH call): ``ovh.services`` names every account's.
+
+        ``compact``, ``verify``, ``status`` and the readers choose their services from ``ovh.services``
+        (empty: every service the archive holds); with accounts, that is ``configured_services``.
+        """
+        if not self.accounts:
+            return self
+        return self.model_copy(update={"ovh": OvhSettings(services=self.configured_services())})
+
+    def account_of_services(self) -> dict[str, str]:
+        """The account of each service named in the settings (a discovered service is not in it)."""
+        if not self.accounts:
+            return {service: DEFAULT_ACCOUNT for service in self.ovh.services}
+        return {service: name for name, account in self.accounts.items() for service in account.services}
 
     @classmethod
     def settings_customise_sources(
@@ -570,13 +693,16 @@ class _SecretFilesSource(PydanticBaseSettingsSource):
                 dotted = _secret_file_setting(path.name)
                 if dotted is None or not path.is_file():
                     continue
-                section, name = dotted
                 try:
                     value = path.read_text(encoding="utf-8").strip()
                 except UnicodeDecodeError:
-                    setting = f"{ENV_PREFIX}{section.upper()}__{name.upper()}"
+                    setting = ENV_PREFIX + "__".join(part.upper() for part in dotted)
                     raise ConfigError(f"invalid settings:\n  {setting}: secret file {path} is not UTF-8 text") from None
-                values.setdefault(section, {}).setdefault(name, value)
+                *sections, name = dotted
+                target = values
+                for section in sections:
+                    target = target.setdefault(section, {})
+                target.setdefault(name, value)
         return values
 
 
@@ -585,19 +711,44 @@ def _secret_dirs() -> list[Path]:
     return [Path(item) for item in (*named, *_DEFAULT_SECRET_DIRS) if item]
 
 
-def _secret_file_setting(file_name: str) -> tuple[str, str] | None:
-    """Map ``SMS_ARCHIVER_OVH__CONSUMER_KEY`` or ``ovh__consumer_key`` to ("ovh", "consumer_key")."""
+def _secret_file_setting(file_name: str) -> tuple[str, ...] | None:
+    """Map ``SMS_ARCHIVER_OVH__CONSUMER_KEY`` or ``ovh__consumer_key`` to ("ovh", "consumer_key").
+
+    An account's secret, ``accounts__shop__consumer_key``, maps to ("accounts", "shop", "consumer_key").
+    """
     name = file_name.lower()
     if name.startswith(ENV_PREFIX.lower()):
         name = name[len(ENV_PREFIX) :]
+    path = _setting_path(name)
+    # A file holds one field's value: never a whole section or a whole account.
+    fields = 3 if path is not None and path[0] == "accounts" else 2
+    return path if path is not None and len(path) == fields else None
+
+
+def _setting_path(name: str) -> tuple[str, ...] | None:
+    """The setting a lowercase ``section__field`` (or ``accounts__name__field``) names; None if none.
+
+    A section alone (``ovh``, ``accounts``, ``accounts__shop``: JSON in a variable) is a setting too.
+    """
     section, sep, field = name.partition("__")
-    sections = Settings.model_fields
-    if not sep or section not in sections:
+    model = Settings.model_fields.get(section)
+    if model is None:
         return None
-    model = sections[section].annotation
-    if not isinstance(model, type) or field not in getattr(model, "model_fields", {}):
-        return None
-    return section, field
+    if section == "accounts":
+        account, sep, field = field.partition("__")
+        if not account:
+            return None if sep else (section,)
+        try:
+            check_account_name(account)
+        except ValueError:
+            return None
+        if not sep:
+            return (section, account)
+        return (section, account, field) if field in OvhSettings.model_fields else None
+    if not sep:
+        return (section,)
+    fields = getattr(model.annotation, "model_fields", {})
+    return (section, field) if field in fields else None
 
 
 _OWN_VARIABLES = {"CONFIG", "SECRETS_DIR"}
@@ -610,11 +761,9 @@ def _unknown_variables() -> list[str]:
         if not name.upper().startswith(ENV_PREFIX):
             continue
         rest = name[len(ENV_PREFIX) :].lower()
-        section, sep, field = rest.partition("__")
         if rest.upper() in _OWN_VARIABLES:
             continue
-        model = Settings.model_fields.get(section)
-        if model is None or (sep and field not in getattr(model.annotation, "model_fields", {})):
+        if _setting_path(rest) is None:
             unknown.append(name)
     return unknown
 
@@ -667,9 +816,14 @@ def _from_file(names: list[str], file_values: Mapping[str, Any]) -> bool:
 
 def _toml_name(names: list[str], file_values: Mapping[str, Any]) -> str:
     """The setting as it is written in the TOML file: ``[storage] url``, a table ``[foo]``, a key ``lease``."""
+    value: Any = file_values
+    for name in names:
+        value = value.get(name) if isinstance(value, Mapping) else None
+    if isinstance(value, Mapping):
+        return f"[{'.'.join(names)}]"
     if len(names) >= 2:
         return f"[{'.'.join(names[:-1])}] {names[-1]}"
-    return f"[{names[0]}]" if isinstance(file_values.get(names[0]), Mapping) else names[0]
+    return names[0]
 
 
 def _describe(error: Mapping[str, Any], file: Path | None = None, file_values: Mapping[str, Any] | None = None) -> str:
@@ -684,7 +838,8 @@ def _describe(error: Mapping[str, Any], file: Path | None = None, file_values: M
     # Only a single field's value may be echoed (a whole section's input may hold secrets), and never a
     # secret field's.
     names = [str(part) for part in location if not isinstance(part, int)]
-    echo = len(names) >= 2 and not _SECRET_FIELDS.intersection(names)
+    fields = 3 if names[:1] == ["accounts"] else 2  # an account is a section: its input may hold secrets
+    echo = len(names) >= fields and not _SECRET_FIELDS.intersection(names)
     if echo and isinstance(value, str | int | float) and error.get("type") not in ("missing", "extra_forbidden"):
         shown = f" (got {str(value)[:80]!r})"
     # A setting written in the TOML file is named as it is written there, not by its variable.
@@ -698,6 +853,12 @@ def load_settings(config_file: str | Path | None = None, *, require_storage: boo
     """Read every source and validate; raise ``ConfigError`` naming each wrong setting."""
     path = config_file or os.environ.get("SMS_ARCHIVER_CONFIG")
     file_values = _read_toml(Path(path)) if path else {}
+    if isinstance(file_values.get("accounts"), list):
+        # [[accounts]] tables by name now, so that the environment and secret files add to them.
+        try:
+            file_values["accounts"] = accounts_by_name(file_values["accounts"])
+        except ValueError as error:
+            raise ConfigError(f"invalid settings:\n  {path}: {error}") from None
     unknown = _unknown_variables()
     if unknown:
         lines = [f"{name}: unknown setting (check its spelling; levels are separated by __)" for name in unknown]

@@ -164,6 +164,15 @@ class Metrics:
             registry=registry,
         )
         self.start_time = Gauge("sms_archiver_start_time_seconds", "When the daemon started.", registry=registry)
+        # The OVH account of each service, as an info metric (always 1): the other series keep their
+        # labels, and a query adds the account with ``* on(service) group_left(account)``.
+        self.service_account = Gauge(
+            "sms_archiver_service_account_info",
+            "The OVH account a service is archived under (value 1).",
+            ["service", "account"],
+            registry=registry,
+        )
+        self._service_accounts: dict[str, str] = {}
         self._lock = threading.Lock()
         self._started = clock()
         self.start_time.set(self._started)
@@ -201,6 +210,18 @@ class Metrics:
                 self.last_success.labels(*labels).set(now)
             self._last_cycle = now
         self.cycle_duration.observe(seconds)
+
+    def set_service_accounts(self, accounts: Mapping[str, str]) -> None:
+        """Record the account of each service (``service -> account``); a service's new account replaces its old one."""
+        with self._lock:
+            for service, account in accounts.items():
+                previous = self._service_accounts.get(service)
+                if previous == account or not account:
+                    continue
+                if previous is not None:
+                    self.service_account.remove(service, previous)
+                self.service_account.labels(service, account).set(1)
+                self._service_accounts[service] = account
 
     def observe_source(self, calls: Mapping[str, int], retries: int) -> None:
         """Bring the API counters up to an ``OvhSource``'s running totals (they only grow)."""

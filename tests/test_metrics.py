@@ -212,3 +212,22 @@ def test_a_service_left_to_another_instance_is_counted_and_not_held_against_heal
     metrics.observe_cycle([Report("sms-a", "outgoing", 1), Report("sms-b", "outgoing", 0, skipped="held")], seconds=1)
     assert sample(metrics, "sms_archiver_services_skipped_total", service="sms-b", direction="outgoing") == 2
     assert metrics.health().healthy, metrics.health()
+
+
+def test_the_account_of_each_service_is_one_info_series_that_follows_a_move() -> None:
+    metrics = Metrics(max_age_seconds=3600)
+
+    def accounts() -> dict[str, str]:
+        text, _ = metrics.exposition(None)
+        return {
+            sample.labels["service"]: sample.labels["account"]
+            for family in text_string_to_metric_families(text.decode())
+            for sample in family.samples
+            if sample.name == "sms_archiver_service_account_info" and sample.value == 1
+        }
+
+    metrics.set_service_accounts({"sms-a1-1": "shop", "sms-b1-1": "agency"})
+    assert accounts() == {"sms-a1-1": "shop", "sms-b1-1": "agency"}
+    # A service moved to another account: one series, the new account's (not both).
+    metrics.set_service_accounts({"sms-a1-1": "agency", "sms-c1-1": ""})
+    assert accounts() == {"sms-a1-1": "agency", "sms-b1-1": "agency"}

@@ -5,8 +5,8 @@ The checks both run, in one place:
 - ``check_storage``: the store is reachable and takes writes (``Store.check``);
 - ``check_ovh_services``: OVH answers for the services to archive: each configured service, or
   else the account's list of services (one call), which names them;
-- ``run_check``: every check (settings, OVH credentials and clock, each configured service, the
-  storage and its conditional writes), each reported as a ``CheckResult`` instead of stopping at
+- ``run_check``: every check (settings, OVH credentials and clock, each configured service, of
+  each OVH account; the storage and its conditional writes), each reported as a ``CheckResult`` instead of stopping at
   the first failure, for ``check-config`` to print.
 
 The daemon stops at the first failure, with the error that says why (systemd restarts it later).
@@ -64,12 +64,29 @@ def run_check(settings: Settings) -> list[CheckResult]:
     Opens the OVH source and the store itself, so that settings neither can be built from (e.g.
     an endpoint python-ovh refuses) are reported like any other failure.
     """
-    results = [CheckResult("settings", f"storage {settings.storage.url}, OVH endpoint {settings.ovh.endpoint}")]
-    try:
-        with OvhSource(settings.ovh) as source:
-            results += _ovh_results(settings.ovh, source)
-    except ArchiverError as error:
-        results.append(CheckResult("OVH API", error=str(error)))
+    endpoints = ", ".join(
+        f"{name}: {settings.for_account(name).ovh.endpoint}" if settings.accounts else settings.ovh.endpoint
+        for name in settings.account_names()
+    )
+    which = "OVH accounts (endpoints)" if settings.accounts else "OVH endpoint"
+    results = [CheckResult("settings", f"storage {settings.storage.url}, {which} {endpoints}")]
+    for name in settings.account_names():
+        account = settings.for_account(name).ovh
+        # With several accounts, each check names its account.
+        label = f"account {name}: " if settings.accounts else ""
+        if settings.accounts and not account.has_credentials:
+            setting = f"SMS_ARCHIVER_ACCOUNTS__{name.upper()}__APPLICATION_KEY"
+            needed = "required (with APPLICATION_SECRET and CONSUMER_KEY), or CLIENT_ID with CLIENT_SECRET"
+            results.append(CheckResult(f"{label}OVH API", error=f"{setting}: {needed}"))
+            continue
+        try:
+            with OvhSource(account) as source:
+                results += [
+                    CheckResult(label + result.what, result.detail, result.error)
+                    for result in _ovh_results(account, source)
+                ]
+        except ArchiverError as error:
+            results.append(CheckResult(f"{label}OVH API", error=str(error)))
     try:
         store = open_store(settings.storage)
     except ArchiverError as error:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import structlog
@@ -236,7 +236,7 @@ def run_erase(
     number: str,
     *,
     apply: bool,
-    source: OvhSource | None = None,
+    source_of: Callable[[str], OvhSource] | None = None,
     why: str = "erasure request",
     now: dt.datetime | None = None,
 ) -> ErasureReport:
@@ -255,16 +255,17 @@ def run_erase(
         )
     now = now or dt.datetime.now(dt.UTC)
     digest = number_digest(key.get_secret_value(), wanted.number) if key is not None else None
-    report = ErasureReport(applied=apply, at_ovh=source is not None, digest=digest)
+    services = services_known(settings.ovh, store)
+    sources = {service: source_of(service) for service in services} if apply and source_of is not None else {}
+    at_ovh = source_of is not None
+    report = ErasureReport(applied=apply, at_ovh=at_ovh, digest=digest)
     if digest is not None:
         report.earlier = earlier_erasures(store, digest)
     actor = actor_name(settings.actor)
     if apply:
         # Before anything changes: a run cut short (kill -9) is still in the journal; the next run finishes it.
-        record_event(
-            store, "erasure_started", actor=actor, why=why, what={"number": digest, "at_ovh": source is not None}
-        )
-    for service in services_known(settings.ovh, store):
+        record_event(store, "erasure_started", actor=actor, why=why, what={"number": digest, "at_ovh": at_ovh})
+    for service in services:
         if not apply:
             holds = load_holds(store)  # read-only: no lease, nothing written
             for direction in DIRECTIONS:
@@ -277,8 +278,10 @@ def run_erase(
                 (direction, *_plan(settings, store, service, direction, wanted, holds, report, now, lease))
                 for direction in DIRECTIONS
             ]
-            if source is not None:
-                _delete_at_ovh(store, source, service, planned, report, lease, actor=actor, why=why, digest=digest)
+            if service in sources:
+                _delete_at_ovh(
+                    store, sources[service], service, planned, report, lease, actor=actor, why=why, digest=digest
+                )
             for direction, days, resolution in planned:
                 _rewrite(settings, store, service, direction, days, resolution, wanted, holds, report, lease)
                 _old_versions(store, service, direction, wanted, report, now, apply=True)
@@ -291,7 +294,7 @@ def run_erase(
             what={
                 "number": digest,
                 "complete": report.complete,
-                "at_ovh": source is not None,
+                "at_ovh": at_ovh,
                 "hold_ids": sorted(report.hold_ids),
                 "locked_parts": [
                     {

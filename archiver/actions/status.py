@@ -1,7 +1,8 @@
 """Status: where each service and direction stands, and what the daemons plan next, as data.
 
 Everything comes from the archive itself, so it works from any machine that can read it: the
-cursor and last completed cycle of each service and direction (``_state/{service}/{direction}.json``),
+cursor and last completed cycle of each service and direction (``_state/{service}/{direction}.json``;
+the cycle records the service's OVH account, shown when the settings do not name it),
 the lease holder (``_state/{service}/lease.json``), and what each daemon published after its last
 job (``_state/_daemons/{host}.json``: next runs, last outcomes). ``read_states`` is the one reading
 of cursors and leases, for ``run_status`` (``sms-archiver status``) and ``run_state_show``
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from archiver.config import Settings
+from archiver.config import DEFAULT_ACCOUNT, Settings
 from archiver.errors import ArchiverError, StorageError
 from archiver.holds import load_holds
 from archiver.naming import DIRECTIONS, Direction
@@ -28,6 +29,8 @@ from archiver.store.state import CursorState, load_state
 
 __all__ = [
     "StateEntry",
+    "account_of",
+    "accounts_of",
     "active_holds",
     "last_cycles_finished",
     "read_daemons",
@@ -125,6 +128,37 @@ def active_holds(store: Store) -> dict[str, Any]:
     return {"count": len(holds), "list": listed, "error": None}
 
 
+def account_of(settings: Settings, service: str, state: CursorState | None = None) -> str | None:
+    """The OVH account of ``service``: as configured, else as its last cycle recorded it (None: unknown).
+
+    Without accounts in the settings, every service is the "default" account's.
+    """
+    # getattr: callers may pass a stand-in holding only the sections they use (no accounts: one account).
+    if not getattr(settings, "accounts", None):
+        return DEFAULT_ACCOUNT
+    configured = settings.account_of_services().get(service)
+    if configured is not None:
+        return configured
+    recorded = state.last_cycle.get("account") if state is not None else None
+    return recorded if isinstance(recorded, str) and recorded else None
+
+
+def accounts_of(settings: Settings, store: Store, services: Iterable[str]) -> dict[str, str | None]:
+    """The OVH account of each service (``account_of``); reads a cursor only for a service the settings do not name."""
+    accounts: dict[str, str | None] = {}
+    for service in services:
+        account = account_of(settings, service)
+        for direction in DIRECTIONS if account is None else ():
+            try:
+                account = account_of(settings, service, load_state(store, service, direction))
+            except ArchiverError:
+                continue  # a damaged state is the archive cycle's to report
+            if account is not None:
+                break
+        accounts[service] = account
+    return accounts
+
+
 def run_status(settings: Settings, store: Store) -> dict[str, Any]:
     """The status as data: ``services`` (one entry per service and direction), ``daemons`` and ``legal_holds``."""
     daemons = read_daemons(store)
@@ -133,6 +167,7 @@ def run_status(settings: Settings, store: Store) -> dict[str, Any]:
         state, last = entry.state, entry.state.last_cycle
         entries.append(
             {
+                "account": account_of(settings, entry.service, state),
                 "service": entry.service,
                 "direction": entry.direction,
                 "cursor": state.cursor.isoformat() if state.cursor else None,
@@ -157,6 +192,7 @@ def run_state_show(settings: Settings, store: Store, *, service: str | None = No
         state = entry.state
         document.append(
             {
+                "account": account_of(settings, entry.service, state),
                 "service": entry.service,
                 "direction": entry.direction,
                 "cursor": state.cursor.isoformat() if state.cursor else None,

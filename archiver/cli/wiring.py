@@ -1,41 +1,38 @@
-"""From the command line's options to what the actions need: settings, the OVH source, the store, a service."""
+"""From the command line's options to what the actions need: settings, the store, a service.
+
+The OVH sources, one per account, come from ``archiver.services.Accounts``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from archiver.config import Settings, load_settings
 from archiver.errors import ConfigError
 from archiver.logs import configure_logging
 from archiver.naming import DIRECTIONS, Direction
 from archiver.services import services_known
-from archiver.source import OvhSource
 from archiver.store import LocalStore, Store, open_store
 
-__all__ = ["chosen_directions", "note_if_empty", "one_service", "ovh_source", "reading_store", "settings_from"]
+__all__ = [
+    "chosen_directions",
+    "note_if_empty",
+    "one_service",
+    "reading_store",
+    "settings_from",
+]
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def settings_from(args: argparse.Namespace, *, archive_only: bool = False) -> Settings:
     """The settings (``--config``, environment, secret files), logging configured by them and the options.
 
-    Raises ``ConfigError`` naming each wrong setting.
+    ``archive_only``: for a command that makes no OVH call, ``ovh.services`` names every account's
+    services (``Settings.archive_wide``). Raises ``ConfigError`` naming each wrong setting.
     """
     settings = load_settings(args.config)
     configure_logging(args.log_level or settings.log.level, args.log_format or settings.log.format)
-    return settings
-
-
-@contextmanager
-def ovh_source(settings: Settings) -> Iterator[OvhSource]:
-    """The OVH API client of the settings, closed when the block ends."""
-    source = OvhSource(settings.ovh)
-    try:
-        yield source
-    finally:
-        source.close()
+    return settings.archive_wide() if archive_only else settings
 
 
 def reading_store(settings: Settings) -> Store:

@@ -17,9 +17,9 @@ import datetime as dt
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -34,6 +34,7 @@ from archiver.daemon.runner import JobRunner, first_line
 from archiver.errors import ArchiverError, CycleInterrupted, IntegrityError
 from archiver.metrics import Metrics
 from archiver.ping import Pinger
+from archiver.services import Accounts
 from archiver.source import OvhSource
 from archiver.store import Store
 
@@ -42,6 +43,8 @@ __all__ = ["ARCHIVE", "COMPACT", "RETENTION", "VERIFY", "Jobs", "planned_jobs"]
 log = structlog.get_logger()
 
 ARCHIVE, RETENTION, COMPACT, VERIFY = "archive", "retention", "compact", "verify"
+
+T = TypeVar("T")
 
 # How many of verify's problems are logged one by one; the job's error gives the total.
 _PROBLEMS_LOGGED = 50
@@ -83,23 +86,32 @@ class Jobs:
         with self._lock:
             return list(self._last_cycle)
 
-    def archive(self, source: OvhSource, store: Store) -> str:
-        """One archive cycle, monitored; then retention if it came due meanwhile."""
+    def _each_account(self, accounts: Accounts | OvhSource, work: Callable[[Settings, OvhSource], T]) -> list[T]:
+        """``work`` once per account (``Accounts.run``); a lone source is the settings' one account."""
+        if isinstance(accounts, Accounts):
+            return [result for _name, result in accounts.run(work)]
+        return [work(self.settings, accounts)]
+
+    def archive(self, accounts: Accounts | OvhSource, store: Store) -> str:
+        """One archive cycle (every account), monitored; then retention if it came due meanwhile."""
         with self.pinger.monitored(f"sms-archiver on {self.host}: archive cycle failed\n") as outcome:
-            summary = self._archive_cycle(source, store)
+            summary = self._archive_cycle(accounts, store)
             outcome.summary = f"sms-archiver on {self.host}: {summary}"
         self.notifier.status(f"last archive ok at {_now():%H:%M:%S} UTC: {summary.splitlines()[0]}")
         with self._lock:
             retention_due, self._retention_due = self._retention_due, False
         if retention_due and not self.stop.is_set():
-            self.runner.execute(RETENTION, lambda: self.retention(source, store))
+            self.runner.execute(RETENTION, lambda: self.retention(accounts, store))
         return summary.splitlines()[0]
 
-    def _archive_cycle(self, source: OvhSource, store: Store) -> str:
+    def _archive_cycle(self, accounts: Accounts | OvhSource, store: Store) -> str:
         """One cycle; return its summary line, then one line per service and direction."""
         clock = time.monotonic()
         try:
-            reports = run_archive(self.settings, source, store, stop=self.stop)
+            per_account = self._each_account(
+                accounts, lambda account, source: run_archive(account, source, store, stop=self.stop)
+            )
+            reports = [report for account_reports in per_account for report in account_reports]
         except CycleInterrupted:
             raise  # a stop, not a failure: the next start resumes the cycle
         except Exception as error:
@@ -109,6 +121,7 @@ class Jobs:
         seconds = time.monotonic() - clock
         self.metrics.observe_cycle(reports, seconds)
         self._observe_holds(store)
+        self.metrics.set_service_accounts({report.service: report.account for report in reports})
         with self._lock:
             self._last_cycle = [_report_figures(report) for report in reports]
         return "\n".join([cycle_summary(reports, seconds), *_report_lines(reports)])
@@ -127,43 +140,52 @@ class Jobs:
         self.runner.note(RETENTION, "due: runs after the next successful archive")
         log.info("retention_due", runs="after the next successful archive cycle")
 
-    def retention(self, source: OvhSource, store: Store) -> str:
-        """Delete at OVH what the archive verifiably keeps; fail when the deletion cap kept some."""
-        report = run_retention(self.settings, source, store, apply=True)
+    def retention(self, accounts: Accounts | OvhSource, store: Store) -> str:
+        """Delete at OVH what the archive verifiably keeps (every account); fail when the deletion cap kept some."""
+        reports = self._each_account(
+            accounts, lambda account, source: run_retention(account, source, store, apply=True)
+        )
         unmatchable: Counter[tuple[str, str]] = Counter()
-        for decision in report.decisions:
-            unmatchable[(decision.service, decision.direction)] += 0  # each pair looked at: its gauge goes back to 0
-            if decision.action == "deleted":
-                self.metrics.add_deletions(decision.service, decision.direction, 1)
-            elif decision.action == "keep" and decision.reason.startswith(HELD_REASON):
-                self.metrics.add_held(decision.service, decision.direction, "ovh", 1)
-        for purge in report.purges:
-            self.metrics.add_held(purge.service, purge.direction, "archive", purge.held)
-        self.metrics.set_legal_holds(report.holds_active)
-        for decision in report.unmatchable:
-            unmatchable[(decision.service, decision.direction)] += 1
+        for report in reports:
+            for decision in report.decisions:
+                unmatchable[(decision.service, decision.direction)] += 0  # each pair looked at: its gauge goes to 0
+                if decision.action == "deleted":
+                    self.metrics.add_deletions(decision.service, decision.direction, 1)
+                elif decision.action == "keep" and decision.reason.startswith(HELD_REASON):
+                    self.metrics.add_held(decision.service, decision.direction, "ovh", 1)
+            for purge in report.purges:
+                self.metrics.add_held(purge.service, purge.direction, "archive", purge.held)
+            for decision in report.unmatchable:
+                unmatchable[(decision.service, decision.direction)] += 1
+        if reports:
+            self.metrics.set_legal_holds(reports[-1].holds_active)
         self.metrics.set_unmatchable(unmatchable)
-        if report.capped:
+        capped = sum(report.capped for report in reports)
+        if capped:
             raise ArchiverError(
-                f"retention cap reached: {report.capped} eligible record(s) kept "
+                f"retention cap reached: {capped} eligible record(s) kept "
                 "(SMS_ARCHIVER_RETENTION__MAX_DELETIONS_PER_RUN)"
             )
-        summary = f"{report.deleted} record(s) deleted at OVH, {report.count('keep')} kept"
-        if report.held or report.archive_held:
-            summary += f" ({report.held} at OVH and {report.archive_held} in the archive under a legal hold)"
-        if report.unmatchable:
-            summary += f"; {len(report.unmatchable)} can never match their archived copy (see the log)"
+        deleted = sum(report.deleted for report in reports)
+        summary = f"{deleted} record(s) deleted at OVH, {sum(report.count('keep') for report in reports)} kept"
+        held = sum(report.held for report in reports)
+        archive_held = sum(report.archive_held for report in reports)
+        if held or archive_held:
+            summary += f" ({held} at OVH and {archive_held} in the archive under a legal hold)"
+        never = sum(len(report.unmatchable) for report in reports)
+        if never:
+            summary += f"; {never} can never match their archived copy (see the log)"
         return summary
 
     def compact(self, store: Store) -> str:
         """Merge each settled day's parts; return the report's counts."""
-        report = run_compact(self.settings, store)
+        report = run_compact(self.settings.archive_wide(), store)
         counts = {key: value for key, value in asdict(report).items() if isinstance(value, int)}
         return ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in counts.items()) or "done"
 
     def verify(self, store: Store) -> str:
         """Check every part; raise ``IntegrityError`` counting the problems (each logged, up to a limit)."""
-        checks = run_verify(self.settings, store)
+        checks = run_verify(self.settings.archive_wide(), store)
         problems = [(check, problem) for check in checks for problem in check.problems]
         for check, problem in problems[:_PROBLEMS_LOGGED]:
             log.error(
@@ -213,6 +235,7 @@ def _report_figures(report: DirectionReport) -> dict[str, Any]:
         "malformed",
         "finished_at",
         "skipped",
+        "account",
     )
     return {key: getattr(report, key) for key in keys}
 

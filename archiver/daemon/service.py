@@ -42,7 +42,7 @@ from archiver.daemon.startup import Connected, connect_both_sides
 from archiver.errors import ArchiverError, ConfigError
 from archiver.metrics import Metrics, MetricsServer, start_metrics_server
 from archiver.ping import Pinger
-from archiver.source import OvhSource
+from archiver.services import Accounts
 from archiver.store import Store
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.started_at = dt.datetime.now(dt.UTC)
         self.scheduler: Any = None
-        self.source: OvhSource | None = None
+        self.accounts: Accounts | None = None
         self.store: Store | None = None
         self.services: list[str] = []
         self.phase = "starting"  # starting | running | stopping | stopped
@@ -176,8 +176,8 @@ class Daemon:
                 metrics_server.stop()
             if web_server is not None:
                 web_server.stop()
-            if self.source is not None:
-                self.source.close()
+            if self.accounts is not None:
+                self.accounts.close()
             self.pinger.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -235,7 +235,7 @@ class Daemon:
             return False
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
-        self.store, self.source, self.services = outcome[0].store, outcome[0].source, outcome[0].services
+        self.store, self.accounts, self.services = outcome[0].store, outcome[0].accounts, outcome[0].services
         return True
 
     def _shut_down(self) -> int:
@@ -308,8 +308,8 @@ class Daemon:
     # -- the job bodies (worker threads), bound to what start-up connected ------------------------
 
     def _archive(self) -> str:
-        assert self.source is not None and self.store is not None
-        return self.jobs.archive(self.source, self.store)
+        assert self.accounts is not None and self.store is not None
+        return self.jobs.archive(self.accounts, self.store)
 
     def _compact(self) -> str:
         assert self.store is not None
@@ -320,9 +320,9 @@ class Daemon:
         return self.jobs.verify(self.store)
 
     def _observe_source(self) -> None:
-        if self.source is not None:
-            # Still in the job's turn: no other job is using the source while its counters are read.
-            self.metrics.observe_source(self.source.calls, self.source.retries)
+        if self.accounts is not None:
+            # Still in the job's turn: no other job is using the sources while their counters are read.
+            self.metrics.observe_source(self.accounts.calls(), self.accounts.retries())
 
     # -- status ----------------------------------------------------------------------------------
 

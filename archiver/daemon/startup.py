@@ -21,6 +21,7 @@ from archiver.actions.status import last_cycles_finished
 from archiver.config import Settings
 from archiver.errors import ArchiverError, StorageError
 from archiver.metrics import Metrics
+from archiver.services import Accounts
 from archiver.source import OvhSource
 from archiver.store import Store, open_store
 
@@ -31,29 +32,46 @@ log = structlog.get_logger()
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """Both sides, checked: the store, the OVH source (the caller closes it), and the services to archive."""
+    """Both sides, checked: the store, the OVH accounts and their sources (the caller closes them), the services."""
 
     store: Store
-    source: OvhSource
+    accounts: Accounts
     services: list[str]
+
+    @property
+    def source(self) -> OvhSource:
+        """The first account's source: a configuration's one source when it has one account."""
+        return next(iter(self.accounts.sources.values()))
 
 
 def connect_both_sides(settings: Settings, metrics: Metrics) -> Connected:
-    """Open and check the store, then OVH; seed the metrics from the archive. Raise ``ArchiverError`` on a failure."""
+    """Open and check the store, then OVH (each account); seed the metrics from the archive.
+
+    Raise ``ArchiverError`` on a failure.
+    """
     store = open_store(settings.storage)
     try:
         check_storage(store)
     except StorageError as error:
         raise StorageError(f"start-up check of the storage failed: {error}") from error
-    source = OvhSource(settings.ovh)
+    accounts = Accounts(settings)
+    services: list[str] = []
     try:
-        services = check_ovh_services(settings.ovh, source)
-    except ArchiverError as error:
-        source.close()
-        raise type(error)(f"start-up check of the OVH API failed: {error}") from error
-    metrics.observe_source(source.calls, source.retries)
+        for name, source in accounts.sources.items():
+            account = settings.for_account(name)
+            try:
+                found = check_ovh_services(account.ovh, source)
+            except ArchiverError as error:
+                which = f" (account {name})" if settings.accounts else ""
+                raise type(error)(f"start-up check of the OVH API{which} failed: {error}") from error
+            services += [service for service in found if service not in services]
+    except BaseException:
+        accounts.close()
+        raise
+    metrics.observe_source(accounts.calls(), accounts.retries())
+    metrics.set_service_accounts(settings.account_of_services())
     finished = last_cycles_finished(store, services, settings.archive.directions)
     for (service, direction), when in finished.items():
         metrics.seed_last_success(service, direction, when.timestamp())
     log.info("start_up_checks_passed", storage=store.describe(), services=services)
-    return Connected(store, source, services)
+    return Connected(store, accounts, services)

@@ -21,8 +21,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from archiver.actions.retention import Decision, RetentionReport, run_selected_deletion
+from archiver.actions.status import accounts_of
 from archiver.config import Settings
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, ConfigError
 from archiver.naming import DIRECTIONS, Direction
 from archiver.source import OvhSource
 from archiver.store import Store
@@ -84,9 +85,23 @@ def _run(
     settings: Settings, store: Store, groups: dict[tuple[str, Direction], list[int]], *, user: str, apply: bool
 ) -> list[RetentionReport]:
     reports = []
-    with OvhSource(settings.ovh) as source:
+    # Each service is deleted from through its own OVH account's source (one per account, made once).
+    accounts = accounts_of(settings, store, sorted({service for service, _direction in groups}))
+    sources: dict[str, OvhSource] = {}
+    try:
         for (service, direction), ids in groups.items():
-            report = run_selected_deletion(settings, source, store, service, direction, ids, user=user, apply=apply)
+            name = accounts[service]
+            if name is None:
+                raise ConfigError(
+                    f"the OVH account of service {service} is not known: name it in its account's services "
+                    "(SMS_ARCHIVER_ACCOUNTS__NAME__SERVICES)"
+                )
+            account = settings.for_account(name)
+            if name not in sources:
+                sources[name] = OvhSource(account.ovh)
+            report = run_selected_deletion(
+                account, sources[name], store, service, direction, ids, user=user, apply=apply
+            )
             reports.append(report)
             if apply:
                 log.info(
@@ -98,6 +113,9 @@ def _run(
                     deleted=report.deleted,
                     run_id=report.run_id,
                 )
+    finally:
+        for source in sources.values():
+            source.close()
     return reports
 
 

@@ -56,11 +56,17 @@ def _check_deleting(settings: Settings) -> None:
             "even on a loopback address: set SMS_ARCHIVER_WEB__HTPASSWD_FILE (htpasswd -B) or "
             "SMS_ARCHIVER_WEB__TRUSTED_USER_HEADER with SMS_ARCHIVER_WEB__TRUSTED_PROXIES"
         )
-    if not settings.ovh.has_credentials:
+    if not settings.accounts and not settings.ovh.has_credentials:
         raise ConfigError(
             "SMS_ARCHIVER_WEB__ALLOW_DELETE=true needs OVH credentials to delete with: set "
             "SMS_ARCHIVER_OVH__APPLICATION_KEY, SMS_ARCHIVER_OVH__APPLICATION_SECRET and "
             "SMS_ARCHIVER_OVH__CONSUMER_KEY (or SMS_ARCHIVER_OVH__CLIENT_ID and SMS_ARCHIVER_OVH__CLIENT_SECRET)"
+        )
+    without = [name for name, account in sorted(settings.accounts.items()) if not account.has_credentials]
+    if without:
+        raise ConfigError(
+            "SMS_ARCHIVER_WEB__ALLOW_DELETE=true needs OVH credentials to delete with, in every account: set "
+            f"SMS_ARCHIVER_ACCOUNTS__NAME__APPLICATION_KEY and the others for {', '.join(without)}"
         )
 
 

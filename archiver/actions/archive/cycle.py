@@ -136,7 +136,7 @@ def _archive_service(
         log.warning("service_skipped", service=service, reason=str(error))
         finished = {report.direction for report in reports}
         reports.extend(
-            DirectionReport(service, direction, skipped=str(error))
+            DirectionReport(service, direction, account=settings.account_name, skipped=str(error))
             for direction in settings.archive.directions
             if direction not in finished
         )

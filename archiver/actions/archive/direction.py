@@ -89,8 +89,8 @@ class DirectionRun:
         self.direction = direction
         self.lease = lease
         self.progress = progress
-        self.report = DirectionReport(service, direction)
-        self.log = log.bind(service=service, direction=direction)
+        self.report = DirectionReport(service, direction, account=settings.account_name)
+        self.log = log.bind(service=service, direction=direction, account=settings.account_name)
 
     def fetch_and_write(
         self,

@@ -57,6 +57,7 @@ class DirectionReport:
     seconds: float = 0.0
     finished_at: str = ""
     errors: list[str] = field(default_factory=list)
+    account: str = ""  # the OVH account of the service ("default" without SMS_ARCHIVER_ACCOUNTS)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import nullcontext
+from collections.abc import Callable
 
 from archiver.actions.erase import ErasureReport, run_erase
+from archiver.actions.status import accounts_of
 from archiver.cli.exits import EXIT_ERASURE_INCOMPLETE
 from archiver.cli.tables import add_columns, table_console
-from archiver.cli.wiring import ovh_source, reading_store, settings_from
+from archiver.cli.wiring import reading_store, settings_from
+from archiver.config import Settings
+from archiver.errors import ConfigError
+from archiver.services import Accounts
 from archiver.source import OvhSource
+from archiver.store import Store
 
 __all__ = ["cmd_erase"]
 
@@ -20,15 +25,18 @@ def cmd_erase(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     store = reading_store(settings)
     at_ovh = args.at_ovh and args.yes
-    with ovh_source(settings) if at_ovh else nullcontext() as source:
-        report = run_erase(
-            settings,
-            store,
-            args.number,
-            apply=args.yes,
-            source=source if isinstance(source, OvhSource) else None,
-            why=args.reason,
-        )
+    if at_ovh:
+        with Accounts(settings) as accounts:
+            report = run_erase(
+                settings,
+                store,
+                args.number,
+                apply=True,
+                source_of=_source_of(settings, store, accounts),
+                why=args.reason,
+            )
+    else:
+        report = run_erase(settings, store, args.number, apply=args.yes, why=args.reason)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -44,6 +52,21 @@ def cmd_erase(args: argparse.Namespace) -> int:
     if args.yes and not report.complete:
         return EXIT_ERASURE_INCOMPLETE
     return 0
+
+
+def _source_of(settings: Settings, store: Store, accounts: Accounts) -> Callable[[str], OvhSource]:
+    """Each service's OVH source: its account's (as configured, else as its last cycle recorded it)."""
+
+    def source_of(service: str) -> OvhSource:
+        account = accounts_of(settings, store, [service])[service]
+        if account is None or account not in accounts.sources:
+            raise ConfigError(
+                f"the OVH account of service {service} is not known: name it in its account's services "
+                "(SMS_ARCHIVER_ACCOUNTS__NAME__SERVICES) to delete its SMS at OVH (--at-ovh)"
+            )
+        return accounts.sources[account]
+
+    return source_of
 
 
 def _print_report(report: ErasureReport, *, at_ovh_asked: bool) -> None:

@@ -15,10 +15,12 @@ from archiver.actions.retention import RetentionReport, run_retention
 from archiver.actions.retrieve import parse_month
 from archiver.actions.verify import run_verify
 from archiver.cli.tables import add_columns, table_console
-from archiver.cli.wiring import ovh_source, reading_store, settings_from
-from archiver.errors import ArchiverError
+from archiver.cli.wiring import reading_store, settings_from
+from archiver.config import Settings
+from archiver.errors import ArchiverError, ConfigError
 from archiver.reader import MonthCheck
-from archiver.services import services_known
+from archiver.services import Accounts, services_known
+from archiver.source import OvhSource
 from archiver.store import Store, open_store
 
 __all__ = ["cmd_compact", "cmd_retention", "cmd_verify"]
@@ -28,7 +30,7 @@ log = structlog.get_logger()
 
 def cmd_verify(args: argparse.Namespace) -> int:
     months = [parse_month(args.month)] if args.month else None
-    settings = settings_from(args)
+    settings = settings_from(args, archive_only=True)
     store = reading_store(settings)
     services = services_known(settings.ovh, store, args.service)
     checks = [check for service in services for check in run_verify(settings, store, service=service, months=months)]
@@ -73,7 +75,7 @@ def _print_checks(store: Store, checks: list[MonthCheck]) -> None:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = settings_from(args, archive_only=True)
     store = open_store(settings.storage)
     report = run_compact(settings, store)
     log.info("compaction_done", **asdict(report) | {"days": len(report.days)})
@@ -87,10 +89,19 @@ def cmd_retention(args: argparse.Namespace) -> int:
     # Checked before anything is opened (run_retention checks it again, for its other callers).
     settings.retention.check_policy(apply=args.apply)
     store = open_store(settings.storage)
-    with ovh_source(settings) as source:
-        report = run_retention(
-            settings, source, store, apply=args.apply, services=[args.service] if args.service else None
-        )
+
+    def retention(account: Settings, source: OvhSource) -> RetentionReport | None:
+        if not args.service:
+            return run_retention(account, source, store, apply=args.apply)
+        if settings.accounts and args.service not in account.ovh.services:
+            return None  # another account's service
+        return run_retention(account, source, store, apply=args.apply, services=[args.service])
+
+    with Accounts(settings) as accounts:
+        reports = [report for _name, report in accounts.run(retention) if report is not None]
+    if not reports:
+        raise ConfigError(f"--service {args.service}: no configured OVH account has this service")
+    report = _combined(reports)
     if args.json or not sys.stdout.isatty():
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -102,6 +113,18 @@ def cmd_retention(args: argparse.Namespace) -> int:
             "SMS_ARCHIVER_RETENTION__MAX_DELETIONS_PER_RUN"
         )
     return 0
+
+
+def _combined(reports: list[RetentionReport]) -> RetentionReport:
+    """One report for the runs of several accounts (the first's run id): decisions, deletions, purges added up."""
+    combined = reports[0]
+    for report in reports[1:]:
+        combined.decisions.extend(report.decisions)
+        combined.unmatchable.extend(report.unmatchable)
+        combined.purges.extend(report.purges)
+        combined.deleted += report.deleted
+        combined.capped += report.capped
+    return combined
 
 
 def _print_retention(report: RetentionReport, *, limit: int) -> None:

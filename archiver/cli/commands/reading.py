@@ -10,6 +10,7 @@ from dataclasses import asdict
 import structlog
 
 from archiver.actions.retrieve import OutputFormat, month_range, parse_month, run_retrieve
+from archiver.actions.status import accounts_of
 from archiver.cli.output import human_size, write_output
 from archiver.cli.tables import add_columns, table_console
 from archiver.cli.wiring import chosen_directions, note_if_empty, one_service, reading_store, settings_from
@@ -26,7 +27,7 @@ log = structlog.get_logger()
 
 
 def cmd_months(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = settings_from(args, archive_only=True)
     store = reading_store(settings)
     services = services_known(settings.ovh, store, args.service)
     note_if_empty(store, services)
@@ -36,24 +37,32 @@ def cmd_months(args: argparse.Namespace) -> int:
         for direction in chosen_directions(args)
         for summary in summarize_months(store, service, direction)
     ]
+    # With accounts, each month names its account; without, the document stays as it always was.
+    accounts = accounts_of(settings, store, services) if settings.accounts else None
     if args.json:
-        print(json.dumps([asdict(summary) for summary in summaries], indent=2))
+        documents = [asdict(summary) for summary in summaries]
+        if accounts is not None:
+            documents = [document | {"account": accounts[document["service"]]} for document in documents]
+        print(json.dumps(documents, indent=2))
     else:
-        _print_months(store, summaries)
+        _print_months(store, summaries, accounts)
     return 0
 
 
-def _print_months(store: Store, summaries: list[MonthSummary]) -> None:
+def _print_months(store: Store, summaries: list[MonthSummary], accounts: dict[str, str | None] | None) -> None:
+    """The months' table; with ``accounts`` (a configuration with accounts), a first column names each account."""
     from rich.table import Table
 
     table = Table(title=f"archived months in {store.describe()}")
+    columns = ("service", "direction", "month", "rows", "days", "parts", "size")
     add_columns(
         table,
-        ("service", "direction", "month", "rows", "days", "parts", "size"),
+        ("account", *columns) if accounts is not None else columns,
         right=("rows", "days", "parts", "size"),
     )
     for item in summaries:
         table.add_row(
+            *([accounts.get(item.service) or "?"] if accounts is not None else []),
             item.service,
             item.direction,
             item.month,
@@ -68,7 +77,7 @@ def _print_months(store: Store, summaries: list[MonthSummary]) -> None:
 def cmd_retrieve(args: argparse.Namespace) -> int:
     first = parse_month(args.month)
     months = month_range(first, parse_month(args.until_month, option="--until-month") if args.until_month else first)
-    settings = settings_from(args)
+    settings = settings_from(args, archive_only=True)
     store = reading_store(settings)
     service = one_service(settings, store, args.service)
     filters = {

@@ -18,7 +18,7 @@ __all__ = ["cmd_state_reset", "cmd_state_show"]
 
 
 def cmd_state_show(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = settings_from(args, archive_only=True)
     document = run_state_show(settings, reading_store(settings), service=args.service)
     if args.json:
         print(json.dumps(document, indent=2))

@@ -24,7 +24,7 @@ __all__ = ["cmd_status", "show_status"]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = settings_from(args, archive_only=True)
     return show_status(settings, reading_store(settings), as_json=args.json)
 
 
@@ -38,7 +38,7 @@ def show_status(settings: Settings, store: Store, *, as_json: bool) -> int:
         print(json.dumps(document, indent=2, sort_keys=True))
         return 0
     console = table_console()
-    console.print(_archive_table(document["services"]))
+    console.print(_archive_table(document["services"], with_accounts=bool(settings.accounts)))
     console.print(_daemons_table(document["daemons"]))
     _print_holds(console, document["legal_holds"])
     return 0
@@ -73,19 +73,22 @@ def _when(text: Any) -> str:
         return text
 
 
-def _archive_table(services: list[dict[str, Any]]) -> Table:
+def _archive_table(services: list[dict[str, Any]], *, with_accounts: bool = False) -> Table:
+    """The archive's table; ``with_accounts``: a first column names each service's OVH account."""
     from rich.table import Table
 
     table = Table(title="archive (times in UTC)")
+    columns = ("service", "direction", "cursor", "last cycle", "rows", "outcome", "lease")
     add_columns(
         table,
-        ("service", "direction", "cursor", "last cycle", "rows", "outcome", "lease"),
+        ("account", *columns) if with_accounts else columns,
         right=("rows",),
         no_wrap=("cursor", "last cycle"),
     )
     for entry in services:
         last = entry["last_cycle"]
         table.add_row(
+            *([entry.get("account") or "?"] if with_accounts else []),
             entry["service"],
             entry["direction"],
             _when(entry["cursor"]),
