@@ -154,6 +154,8 @@ class EmulatorSpec:
     rate_limit: float | None
     seed: int = 1
     services: int = 1
+    incoming: int = 0
+    service_names: tuple[str, ...] = ()  # default: ``services`` generated names
 
 
 class Emulator:
@@ -184,7 +186,7 @@ class Emulator:
             "--outgoing",
             str(self.spec.outgoing),
             "--incoming",
-            "0",
+            str(self.spec.incoming),
             "--days",
             str(self.spec.days),
             "--latency-ms",
@@ -192,7 +194,9 @@ class Emulator:
             "--seed",
             str(self.spec.seed),
         ]
-        if self.spec.services > 1:
+        if self.spec.service_names:
+            command += ["--services", ",".join(self.spec.service_names)]
+        elif self.spec.services > 1:
             command += ["--services", ",".join(_service_names(self.spec.services))]
         if self.spec.rate_limit is not None:
             command += ["--rate-limit", str(self.spec.rate_limit)]
@@ -326,6 +330,7 @@ class Settings:
     state_n: int
     workdir: Path
     quick: bool
+    fleet_services: int = 400
 
 
 def _archive_env(emulator: Emulator, store: Path, strategy: str, rate: float, concurrency: int) -> dict[str, str]:
@@ -1041,8 +1046,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrieval-rows", type=int, help="rows of the retrieved month (default 1000000; quick 20000)")
     parser.add_argument("--idle-services", type=int, help="services of the idle-cycle case (default 200; quick: 10)")
     parser.add_argument("--state-n", type=int, help="SMS of the state-bytes cases (default 200000; quick: 2000)")
+    parser.add_argument("--fleet-services", type=int, help="services of the fleet case (default 400; quick: 8)")
     parser.add_argument(
-        "--skip", default="", help="comma list of case groups to skip: naive,backfill,rate,services,state,retrieve"
+        "--skip",
+        default="",
+        help="comma list of case groups to skip: naive,backfill,rate,services,state,retrieve,fleet",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.md", help="markdown table file")
     parser.add_argument("--json", type=Path, help="also write the raw numbers as JSON")
@@ -1074,6 +1082,7 @@ def settings_from(args: argparse.Namespace, workdir: Path) -> Settings:
         state_n=args.state_n or (2_000 if quick else 200_000),
         workdir=workdir,
         quick=quick,
+        fleet_services=args.fleet_services or (8 if quick else 400),
     )
 
 
@@ -1122,6 +1131,11 @@ def run(settings: Settings, skip: set[str]) -> list[Case]:
         cases += state_bytes_cases(settings)
     if "retrieve" not in skip:
         cases += retrieval_cases(settings)
+    if "fleet" not in skip:
+        sys.modules.setdefault("run", sys.modules[__name__])  # fleet.py imports this module as ``run``
+        import fleet
+
+        cases += fleet.fleet_cases(settings, settings.fleet_services)
     return cases
 
 
