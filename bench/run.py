@@ -331,6 +331,7 @@ class Settings:
     workdir: Path
     quick: bool
     fleet_services: int = 400
+    first_backfill_n: int = 1_000_000
 
 
 def _archive_env(emulator: Emulator, store: Path, strategy: str, rate: float, concurrency: int) -> dict[str, str]:
@@ -1048,9 +1049,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state-n", type=int, help="SMS of the state-bytes cases (default 200000; quick: 2000)")
     parser.add_argument("--fleet-services", type=int, help="services of the fleet case (default 400; quick: 8)")
     parser.add_argument(
+        "--first-backfill-n", type=int, help="SMS of the first-backfill case (default 1000000; quick 2000)"
+    )
+    parser.add_argument(
         "--skip",
         default="",
-        help="comma list of case groups to skip: naive,backfill,rate,services,state,retrieve,fleet",
+        help="comma list of case groups to skip: naive,backfill,rate,services,state,first-backfill,retrieve,fleet",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.md", help="markdown table file")
     parser.add_argument("--json", type=Path, help="also write the raw numbers as JSON")
@@ -1083,6 +1087,7 @@ def settings_from(args: argparse.Namespace, workdir: Path) -> Settings:
         workdir=workdir,
         quick=quick,
         fleet_services=args.fleet_services or (8 if quick else 400),
+        first_backfill_n=args.first_backfill_n or (2_000 if quick else 1_000_000),
     )
 
 
@@ -1129,10 +1134,14 @@ def run(settings: Settings, skip: set[str]) -> list[Case]:
         cases += idle_services_cases(settings)
     if "state" not in skip:
         cases += state_bytes_cases(settings)
+    sys.modules.setdefault("run", sys.modules[__name__])  # fleet.py and state_bytes.py import it as ``run``
+    if "first-backfill" not in skip:
+        import state_bytes
+
+        cases.append(state_bytes.first_backfill_case(settings, settings.first_backfill_n))
     if "retrieve" not in skip:
         cases += retrieval_cases(settings)
     if "fleet" not in skip:
-        sys.modules.setdefault("run", sys.modules[__name__])  # fleet.py imports this module as ``run``
         import fleet
 
         cases += fleet.fleet_cases(settings, settings.fleet_services)

@@ -8,6 +8,7 @@ over HTTP (tests/integration/test_data_safety.py).
 from __future__ import annotations
 
 import datetime as dt
+from array import array
 from dataclasses import dataclass, field
 
 import pytest
@@ -16,7 +17,8 @@ from hypothesis import strategies as st
 
 from archiver.actions.archive import CreationTimes, DirectionReport
 from archiver.actions.archive.direction import DirectionRun
-from archiver.errors import ListingCutError
+from archiver.actions.archive.listing import sorted_ids, union_sorted
+from archiver.errors import ListingCutError, SourceError
 from archiver.store.state import CursorState
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -143,3 +145,28 @@ def test_creation_times_remember_what_was_noted_and_nothing_else(ids: list[int],
     assert all(sms_id in times for sms_id in ids) and -1 not in times
     assert {sms_id: times.get(sms_id) for sms_id in chosen} == {sms_id: float(i) for i, sms_id in enumerate(chosen)}
     assert all(times.get(sms_id) is None for sms_id in set(ids) - set(chosen))
+
+
+@given(ids=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=80))
+def test_sorted_ids_are_the_set_of_ids_in_order_as_8_byte_integers(ids: list[int]) -> None:
+    ordered = sorted_ids(ids)
+    assert ordered.typecode == "q"
+    assert list(ordered) == sorted(set(ids))
+    assert sorted_ids(ordered) is ordered  # already sorted: shared, not copied
+
+
+@given(ids=st.lists(st.integers(0, 10**12), min_size=2, max_size=40))
+def test_an_unsorted_array_is_sorted_not_trusted(ids: list[int]) -> None:
+    assert list(sorted_ids(array("q", ids))) == sorted(set(ids))
+
+
+@given(parts=st.lists(st.lists(st.integers(0, 10**12), max_size=40), max_size=4))
+def test_union_sorted_is_the_union_in_order(parts: list[list[int]]) -> None:
+    merged = union_sorted(*(sorted(set(part)) for part in parts))
+    assert list(merged) == sorted(set().union(*parts))
+
+
+@pytest.mark.parametrize("huge", [2**63, -(2**63) - 1, 10**30])
+def test_an_id_beyond_64_bits_is_a_clear_source_error(huge: int) -> None:
+    with pytest.raises(SourceError, match="64 bits"):
+        sorted_ids([1, huge, 2])
