@@ -258,6 +258,16 @@ class Daemon:
         return {service for service, _ in self.pairs}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a running process has used so far (/proc/PID/stat), 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command's closing parenthesis: state is field 3, utime and stime fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _epoch(stamp: object) -> float:
     if isinstance(stamp, str):
         try:
@@ -301,15 +311,18 @@ class FleetRun:
     by_route: dict[str, int]
     by_status: dict[str, int]
     complete: bool
+    servers_cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of the shared servers meanwhile
 
 
 def run_fleet(
-    emulator: Emulator, storage: dict[str, str], processes: int, services: Sequence[str], workdir: Path
+    emulator: Emulator, storage: dict[str, str], processes: int, services: Sequence[str], workdir: Path, moto_pid: int
 ) -> FleetRun:
     """Start ``processes`` daemons at once; wait until every pair is archived and every first cycle ended."""
     env = daemon_env(emulator, storage)
     wanted = {(service, direction) for service in services for direction in DIRECTIONS}
     emulator.reset_stats()
+    servers = {"S3 server": moto_pid, "emulator": emulator.process.pid if emulator.process else 0}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in servers.items()}
     daemons: list[Daemon] = []
     started = time.time()
     try:
@@ -335,6 +348,7 @@ def run_fleet(
                 break
             time.sleep(POLL_SECONDS)
         stats = emulator.stats()
+        servers_cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in servers.items()}
     finally:
         for daemon in daemons:
             if daemon.returncode is None:
@@ -357,6 +371,7 @@ def run_fleet(
         by_route=stats["by_route"],
         by_status=stats["by_status"],
         complete=complete,
+        servers_cpu=servers_cpu,
     )
 
 
@@ -468,7 +483,8 @@ def fleet_cases(settings: Settings, service_count: int, process_counts: Sequence
             client.create_bucket(Bucket=bucket)
             storage = storage_env(moto.endpoint_url, bucket)
             _log(f"fleet: {processes} daemon(s) on bucket {bucket}")
-            run = run_fleet(emulator, storage, processes, services, settings.workdir)
+            moto_pid = moto.process.pid if moto.process else 0
+            run = run_fleet(emulator, storage, processes, services, settings.workdir, moto_pid)
             _log(f"fleet: {processes} daemon(s) archived every pair in {run.wall:.1f} s; retrieving every month")
             exact = check_exactness(storage, truth)
             walls[processes] = run.wall
@@ -501,6 +517,9 @@ def _case(run: FleetRun, exact: Exactness, service_count: int) -> Case:
             archived == service_count,
         ),
     ]
+    daemons_cpu = " + ".join(f"{daemon.cpu_seconds:.0f}" for daemon in run.daemons)
+    servers_cpu = ", ".join(f"{name} {seconds:.0f}" for name, seconds in run.servers_cpu.items())
+    targets.append(Target(f"CPU s: daemons {daemons_cpu}; {servers_cpu}", None))
     if failures:
         targets.append(Target(f"daemons whose cycle did not finish: {failures}", False))
     return Case(
@@ -523,6 +542,7 @@ def _case(run: FleetRun, exact: Exactness, service_count: int) -> Case:
             "rows_written_per_daemon": [daemon.rows_written for daemon in run.daemons],
             "peak_rss_mib": [daemon.peak_rss_mib for daemon in run.daemons],
             "cpu_seconds": [daemon.cpu_seconds for daemon in run.daemons],
+            "servers_cpu_seconds": run.servers_cpu,
             "returncodes": [daemon.returncode for daemon in run.daemons],
             "errors": [error for daemon in run.daemons for error in daemon.errors][:20],
             "exactness": {

@@ -29,7 +29,7 @@ from archiver.store.lease import Lease
 from archiver.store.state import CursorState, DoneRanges, Known, load_state, save_state
 from archiver.writer import write_parts
 
-__all__ = ["DirectionRun", "archive_direction", "row_digest"]
+__all__ = ["DirectionRun", "archive_direction", "ids_to_fetch", "row_digest"]
 
 log = structlog.get_logger()
 
@@ -413,6 +413,25 @@ def _window_start(settings: Settings, state: CursorState, until: dt.datetime) ->
     return max(since, floor) if floor else since
 
 
+def ids_to_fetch(listed: IdArray, state: CursorState, lookback_floor: float) -> tuple[IdArray, int]:
+    """The ids a cycle fetches, ascending, and how many of them are re-checks.
+
+    New ids (listed, unknown to the cursor), ids that failed to parse before, and known ids whose
+    status is not final yet (re-checks, within the lookback); less what an interrupted cycle already
+    made durable. One sorted array, built by walking the listing in order: a first cycle lists every
+    id of the history, and a set of a million ids costs 32 MB or more, each (listing.py).
+    """
+    known = state.known
+    recheck = {sms_id for sms_id, seen in known.items() if not seen.final and seen.created >= lookback_floor}
+    todo = union_sorted((sms_id for sms_id in listed if sms_id not in known), sorted(state.retry | recheck))
+    if state.partial_done:
+        # An interrupted cycle resumed: what it made durable is not fetched again.
+        done = state.partial_done.covered(todo)
+        todo = sorted_ids(sms_id for sms_id in todo if sms_id not in done)
+        recheck -= done
+    return todo, len(recheck)
+
+
 def archive_direction(
     settings: Settings,
     source: OvhSource,
@@ -444,17 +463,8 @@ def archive_direction(
     lookback_floor = (until - dt.timedelta(hours=settings.archive.lookback_hours)).timestamp()
     if run.may_be_cut(listed, state):
         run.times = CreationTimes(listed)  # proving the listing whole needs the creation times of its records
-    recheck = {sms_id for sms_id, known in state.known.items() if not known.final and known.created >= lookback_floor}
-    # New ids, ids that failed to parse, and re-checks: one sorted array, walked in order, no set of the listing.
-    known = state.known
-    todo = union_sorted((sms_id for sms_id in listed if sms_id not in known), sorted(state.retry | recheck))
-    if state.partial_done:
-        # An interrupted cycle resumed: what it made durable is not fetched again.
-        done = state.partial_done.covered(todo)
-        todo = sorted_ids(sms_id for sms_id in todo if sms_id not in done)
-        recheck -= done
+    todo, run.report.rechecked = ids_to_fetch(listed, state, lookback_floor)
     run.report.listed = len(listed)
-    run.report.rechecked = len(recheck)
     state.partial_until = until
     # The next window starts at until - lookback; a day of margin covers offsets and clock differences.
     keep_from = lookback_floor - 86_400

@@ -8,6 +8,8 @@ over HTTP (tests/integration/test_data_safety.py).
 from __future__ import annotations
 
 import datetime as dt
+import random
+import tracemalloc
 from array import array
 from dataclasses import dataclass, field
 
@@ -16,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archiver.actions.archive import CreationTimes, DirectionReport
-from archiver.actions.archive.direction import DirectionRun
+from archiver.actions.archive.direction import DirectionRun, ids_to_fetch
 from archiver.actions.archive.listing import sorted_ids, union_sorted
 from archiver.errors import ListingCutError, SourceError
-from archiver.store.state import CursorState
+from archiver.store.state import CursorState, Known
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -170,3 +172,39 @@ def test_union_sorted_is_the_union_in_order(parts: list[list[int]]) -> None:
 def test_an_id_beyond_64_bits_is_a_clear_source_error(huge: int) -> None:
     with pytest.raises(SourceError, match="64 bits"):
         sorted_ids([1, huge, 2])
+
+
+@dataclass
+class OneListing:
+    """Answers every listing with the same ids, as a first cycle over a long history sees them."""
+
+    ids: list[int]
+
+    def list_ids(self, service: str, direction: str, *, since: dt.datetime | None, until: dt.datetime) -> list[int]:
+        return self.ids
+
+
+def test_a_first_cycle_keeps_its_listing_and_its_ids_to_fetch_in_a_few_bytes_per_id() -> None:
+    """A million listed ids must not become sets of Python ints (32 bytes and more per id, each).
+
+    Python's own allocations are counted (tracemalloc: deterministic, no timing): the listing kept
+    sorted, the creation times of the listing proof, and the ids to fetch, from the API's answer
+    (allocated before, as the client's JSON) to the array the fetch walks.
+    """
+    count = 200_000
+    answer = list(range(10**10, 10**10 + 3 * count, 3))
+    random.Random(1).shuffle(answer)
+    answer[10:20] = answer[:10]  # a listing may repeat an id: fetched once
+    run = new_run(OneListing(answer))  # type: ignore[arg-type]
+    state = CursorState(known={answer[5]: Known(0.0, True, "digest")}, retry={7})
+    tracemalloc.start()
+    try:
+        listed = run.list_ids(None, START, state)
+        run.times = CreationTimes(listed)
+        todo, rechecks = ids_to_fetch(listed, state, lookback_floor=0.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert list(todo) == sorted({7, *answer} - {answer[5]})
+    assert rechecks == 0
+    assert peak / count < 48, f"{peak / count:.0f} bytes per listed id"
