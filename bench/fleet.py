@@ -505,7 +505,8 @@ def _case(run: FleetRun, exact: Exactness, service_count: int) -> Case:
     failures = [daemon.index for daemon in run.daemons if daemon.cycle_outcome != "job_finished"]
     targets = [
         Target(
-            f"every SMS archived exactly once: {exact.distinct:,} of {exact.expected:,} ids in {exact.months} months,"
+            f"every SMS archived exactly once: {exact.distinct:,} of {exact.expected:,} ids retrieved from "
+            f"{exact.months:,} service/direction months,"
             f" {exact.duplicated} twice, {exact.missing} missing, {exact.unexpected} unexpected",
             exact.exact and run.complete,
         ),

@@ -8,6 +8,7 @@ OVH says so explicitly: a 404 on its own GET, or a batch element whose error say
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import threading
@@ -22,7 +23,7 @@ from archiver.naming import Direction
 from archiver.source.answers import NotFound
 from archiver.source.client import ApiClient
 
-__all__ = ["GONE", "Fetcher", "few_malloc_arenas", "says_not_found"]
+__all__ = ["GONE", "Fetcher", "few_malloc_arenas", "release_free_memory", "says_not_found"]
 
 log = structlog.get_logger()
 
@@ -50,13 +51,33 @@ def few_malloc_arenas() -> bool:
     with _arenas_capped:
         if _arenas_done:
             return True
-        if os.environ.get("MALLOC_ARENA_MAX") or platform.libc_ver()[0] != "glibc":
+        libc = _glibc()
+        if os.environ.get("MALLOC_ARENA_MAX") or libc is None:
             return False
-        try:
-            _arenas_done = bool(ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
-        except (OSError, AttributeError):
-            return False
+        _arenas_done = bool(libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
         return _arenas_done
+
+
+@functools.cache
+def _glibc() -> Any:
+    """glibc, or None under another C library."""
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def release_free_memory() -> None:
+    """Give the pages malloc holds free back to the system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    Called between chunks: a chunk's answers and records are freed by then, and the holes they leave
+    in malloc's heaps would otherwise stay resident, chunk after chunk.
+    """
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 class BatchUnsupported(Exception):

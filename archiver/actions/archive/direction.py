@@ -24,6 +24,7 @@ from archiver.manifest import record_parts
 from archiver.naming import Direction
 from archiver.records import Record, parse_api_record, parse_export_row
 from archiver.source import GONE, ExportUnavailable, OvhSource
+from archiver.source.fetch import release_free_memory
 from archiver.store import Store
 from archiver.store.lease import Lease
 from archiver.store.state import CursorState, DoneRanges, Known, load_state, save_state
@@ -127,6 +128,8 @@ class DirectionRun:
                 if record is not None:
                     fetched[sms_id] = record
             self._land(fetched, chunk, state)
+            del fetched
+            release_free_memory()  # the chunk's answers and records are freed: their pages go back
             self._after_chunk(0, state, checkpoint, more=index < count - 1)
         self.progress.finish()
 
