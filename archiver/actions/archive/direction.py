@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from archiver.actions.archive.listing import CreationTimes, IdArray, sorted_ids, union_sorted
+from archiver.actions.archive.listing import CreationTimes, IdArray, ids_to_fetch, sorted_ids
 from archiver.actions.archive.report import DirectionReport, Progress, StopSignal, counts
 from archiver.config import Settings
 from archiver.errors import CycleInterrupted, ListingCutError, MalformedRecordError
@@ -30,7 +30,7 @@ from archiver.store.lease import Lease
 from archiver.store.state import CursorState, DoneRanges, Known, load_state, save_state
 from archiver.writer import write_parts
 
-__all__ = ["DirectionRun", "archive_direction", "ids_to_fetch", "row_digest"]
+__all__ = ["DirectionRun", "archive_direction", "row_digest"]
 
 log = structlog.get_logger()
 
@@ -414,25 +414,6 @@ def _window_start(settings: Settings, state: CursorState, until: dt.datetime) ->
         return floor
     since = min(state.cursor, until) - lookback
     return max(since, floor) if floor else since
-
-
-def ids_to_fetch(listed: IdArray, state: CursorState, lookback_floor: float) -> tuple[IdArray, int]:
-    """The ids a cycle fetches, ascending, and how many of them are re-checks.
-
-    New ids (listed, unknown to the cursor), ids that failed to parse before, and known ids whose
-    status is not final yet (re-checks, within the lookback); less what an interrupted cycle already
-    made durable. One sorted array, built by walking the listing in order: a first cycle lists every
-    id of the history, and a set of a million ids costs 32 MB or more, each (listing.py).
-    """
-    known = state.known
-    recheck = {sms_id for sms_id, seen in known.items() if not seen.final and seen.created >= lookback_floor}
-    todo = union_sorted((sms_id for sms_id in listed if sms_id not in known), sorted(state.retry | recheck))
-    if state.partial_done:
-        # An interrupted cycle resumed: what it made durable is not fetched again.
-        done = state.partial_done.covered(todo)
-        todo = sorted_ids(sms_id for sms_id in todo if sms_id not in done)
-        recheck -= done
-    return todo, len(recheck)
 
 
 def archive_direction(

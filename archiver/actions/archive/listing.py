@@ -21,8 +21,9 @@ from typing import TypeAlias
 import structlog
 
 from archiver.errors import SourceError
+from archiver.store.state import CursorState
 
-__all__ = ["CreationTimes", "IdArray", "sorted_ids", "union_sorted"]
+__all__ = ["CreationTimes", "IdArray", "ids_to_fetch", "sorted_ids", "union_sorted"]
 
 log = structlog.get_logger()
 
@@ -95,3 +96,22 @@ class CreationTimes:
         if found is None or math.isnan(found[0][found[1]]):
             return None
         return found[0][found[1]]
+
+
+def ids_to_fetch(listed: IdArray, state: CursorState, lookback_floor: float) -> tuple[IdArray, int]:
+    """The ids a cycle fetches, ascending, and how many of them are re-checks.
+
+    New ids (listed, unknown to the cursor), ids that failed to parse before, and known ids whose
+    status is not final yet (re-checks, within the lookback); less what an interrupted cycle already
+    made durable. One sorted array, built by walking the listing in order: a first cycle lists every
+    id of the history, and a set of a million ids costs 32 MB or more, each (listing.py).
+    """
+    known = state.known
+    recheck = {sms_id for sms_id, seen in known.items() if not seen.final and seen.created >= lookback_floor}
+    todo = union_sorted((sms_id for sms_id in listed if sms_id not in known), sorted(state.retry | recheck))
+    if state.partial_done:
+        # An interrupted cycle resumed: what it made durable is not fetched again.
+        done = state.partial_done.covered(todo)
+        todo = sorted_ids(sms_id for sms_id in todo if sms_id not in done)
+        recheck -= done
+    return todo, len(recheck)

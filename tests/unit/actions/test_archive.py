@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archiver.actions.archive import CreationTimes, DirectionReport
-from archiver.actions.archive.direction import DirectionRun, ids_to_fetch
-from archiver.actions.archive.listing import sorted_ids, union_sorted
+from archiver.actions.archive.direction import DirectionRun
+from archiver.actions.archive.listing import ids_to_fetch, sorted_ids, union_sorted
 from archiver.errors import ListingCutError, SourceError
 from archiver.store.state import CursorState, Known
 

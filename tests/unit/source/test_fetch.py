@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import platform
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -202,3 +206,18 @@ def test_stopping_early_leaves_no_work_behind(
 )
 def test_only_an_explicit_not_found_means_gone(error: object, not_found: bool) -> None:
     assert says_not_found(error) is not_found
+
+
+def _arenas_capped(env: dict[str, str]) -> str:
+    code = "from archiver.source.fetch import few_malloc_arenas, release_free_memory\n"
+    code += "release_free_memory()\nprint(few_malloc_arenas())"
+    clean = {key: value for key, value in os.environ.items() if key != "MALLOC_ARENA_MAX"}
+    result = subprocess.run([sys.executable, "-c", code], env=clean | env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's")
+def test_the_fetch_threads_share_few_malloc_arenas_unless_the_environment_says_otherwise() -> None:
+    assert _arenas_capped({}) == "True"
+    assert _arenas_capped({"MALLOC_ARENA_MAX": "8"}) == "False"  # glibc read it itself: left as set
