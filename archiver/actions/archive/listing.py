@@ -56,7 +56,7 @@ def sorted_ids(ids: Iterable[int]) -> IdArray:
 
 
 def union_sorted(*ordered: Iterable[int]) -> IdArray:
-    """The ids of several ascending sequences, each once, ascending, as an array."""
+    """The ids of one or several ascending sequences, each once, ascending, as an array (no list on the way)."""
     return array("q", _unique(heapq.merge(*ordered)))
 
 
@@ -104,7 +104,7 @@ def ids_to_fetch(listed: IdArray, state: CursorState, lookback_floor: float) -> 
     New ids (listed, unknown to the cursor), ids that failed to parse before, and known ids whose
     status is not final yet (re-checks, within the lookback); less what an interrupted cycle already
     made durable. One sorted array, built by walking the listing in order: a first cycle lists every
-    id of the history, and a set of a million ids costs 32 MB or more, each (listing.py).
+    id of the history, and a set of a million ids would cost 32 MB or more (see the module's docstring).
     """
     known = state.known
     recheck = {sms_id for sms_id, seen in known.items() if not seen.final and seen.created >= lookback_floor}
@@ -112,6 +112,6 @@ def ids_to_fetch(listed: IdArray, state: CursorState, lookback_floor: float) -> 
     if state.partial_done:
         # An interrupted cycle resumed: what it made durable is not fetched again.
         done = state.partial_done.covered(todo)
-        todo = sorted_ids(sms_id for sms_id in todo if sms_id not in done)
+        todo = union_sorted(sms_id for sms_id in todo if sms_id not in done)
         recheck -= done
     return todo, len(recheck)

@@ -21,7 +21,7 @@ from archiver.actions.archive import CreationTimes, DirectionReport
 from archiver.actions.archive.direction import DirectionRun
 from archiver.actions.archive.listing import ids_to_fetch, sorted_ids, union_sorted
 from archiver.errors import ListingCutError, SourceError
-from archiver.store.state import CursorState, Known
+from archiver.store.state import CursorState, DoneRanges, Known
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -208,3 +208,31 @@ def test_a_first_cycle_keeps_its_listing_and_its_ids_to_fetch_in_a_few_bytes_per
     assert list(todo) == sorted({7, *answer} - {answer[5]})
     assert rechecks == 0
     assert peak / count < 48, f"{peak / count:.0f} bytes per listed id"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    listed=st.lists(st.integers(1, 300), max_size=80),
+    known=st.dictionaries(st.integers(1, 300), st.tuples(st.booleans(), st.integers(0, 10)), max_size=40),
+    retry=st.sets(st.integers(1, 300), max_size=5),
+    done_chunks=st.lists(st.lists(st.integers(1, 300), min_size=1, max_size=10), max_size=4),
+)
+def test_the_ids_to_fetch_are_what_the_set_rule_says(
+    listed: list[int], known: dict[int, tuple[bool, int]], retry: set[int], done_chunks: list[list[int]]
+) -> None:
+    """New, retried and re-checked ids, less what an interrupted cycle made durable: as the sets said."""
+    done = DoneRanges()
+    for chunk in sorted(done_chunks, key=min):
+        done.add(chunk)
+    state = CursorState(
+        known={sms_id: Known(float(created), final, "d") for sms_id, (final, created) in known.items()},
+        retry=set(retry),
+        partial_done=done,
+    )
+    floor = 5.0
+    new = set(listed) - state.known.keys() | state.retry
+    recheck = {i for i, seen in state.known.items() if not seen.final and seen.created >= floor}
+    durable = done.covered(new | recheck)
+    todo, rechecks = ids_to_fetch(sorted_ids(listed), state, floor)
+    assert list(todo) == sorted((new | recheck) - durable)
+    assert rechecks == len(recheck - durable)
