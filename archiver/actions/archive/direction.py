@@ -129,7 +129,8 @@ class DirectionRun:
                     fetched[sms_id] = record
             self._land(fetched, chunk, state)
             del fetched
-            release_free_memory()  # the chunk's answers and records are freed: their pages go back
+            if len(chunk) == size:  # a long fetch: the freed answers and records of a chunk give their pages back
+                release_free_memory()
             self._after_chunk(0, state, checkpoint, more=index < count - 1)
         self.progress.finish()
 
