@@ -473,6 +473,10 @@ def archive_direction(
         run.report.listed += len(ids)
 
     run.prove_whole((since, until), listed, state, fetch_missing)
+    # The listing and its creation times are done with: free them (and their pages) before the final state is built.
+    del listed
+    run.times = None
+    release_free_memory()
 
     # SMS whose status never settled within the lookback leave the re-checks: archived as they are.
     run.report.unsettled += sum(1 for known in state.known.values() if not known.final and known.created < keep_from)
