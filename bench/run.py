@@ -69,7 +69,7 @@ DEFAULT_SERVICE_CONCURRENCY = 4  # SMS_ARCHIVER_ARCHIVE__SERVICE_CONCURRENCY's d
 # Below this floor, fixed costs (process start, the first calls) dominate and the ratio means nothing.
 MIN_FLOOR_SECONDS = 5.0
 CHILD_TIMEOUT_SECONDS = 3600.0
-EMULATOR_START_SECONDS = 180.0
+EMULATOR_START_SECONDS = 600.0  # a million records take minutes to generate on a busy machine
 
 
 # --- measuring child processes ---------------------------------------------------------------------
