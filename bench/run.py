@@ -69,7 +69,7 @@ DEFAULT_SERVICE_CONCURRENCY = 4  # SMS_ARCHIVER_ARCHIVE__SERVICE_CONCURRENCY's d
 # Below this floor, fixed costs (process start, the first calls) dominate and the ratio means nothing.
 MIN_FLOOR_SECONDS = 5.0
 CHILD_TIMEOUT_SECONDS = 3600.0
-EMULATOR_START_SECONDS = 180.0
+EMULATOR_START_SECONDS = 600.0  # a million records take minutes to generate on a busy machine
 
 
 # --- measuring child processes ---------------------------------------------------------------------
@@ -154,6 +154,8 @@ class EmulatorSpec:
     rate_limit: float | None
     seed: int = 1
     services: int = 1
+    incoming: int = 0
+    service_names: tuple[str, ...] = ()  # default: ``services`` generated names
 
 
 class Emulator:
@@ -184,7 +186,7 @@ class Emulator:
             "--outgoing",
             str(self.spec.outgoing),
             "--incoming",
-            "0",
+            str(self.spec.incoming),
             "--days",
             str(self.spec.days),
             "--latency-ms",
@@ -192,7 +194,9 @@ class Emulator:
             "--seed",
             str(self.spec.seed),
         ]
-        if self.spec.services > 1:
+        if self.spec.service_names:
+            command += ["--services", ",".join(self.spec.service_names)]
+        elif self.spec.services > 1:
             command += ["--services", ",".join(_service_names(self.spec.services))]
         if self.spec.rate_limit is not None:
             command += ["--rate-limit", str(self.spec.rate_limit)]
@@ -326,6 +330,8 @@ class Settings:
     state_n: int
     workdir: Path
     quick: bool
+    fleet_services: int = 400
+    first_backfill_n: int = 1_000_000
 
 
 def _archive_env(emulator: Emulator, store: Path, strategy: str, rate: float, concurrency: int) -> dict[str, str]:
@@ -1041,8 +1047,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrieval-rows", type=int, help="rows of the retrieved month (default 1000000; quick 20000)")
     parser.add_argument("--idle-services", type=int, help="services of the idle-cycle case (default 200; quick: 10)")
     parser.add_argument("--state-n", type=int, help="SMS of the state-bytes cases (default 200000; quick: 2000)")
+    parser.add_argument("--fleet-services", type=int, help="services of the fleet case (default 400; quick: 8)")
     parser.add_argument(
-        "--skip", default="", help="comma list of case groups to skip: naive,backfill,rate,services,state,retrieve"
+        "--first-backfill-n", type=int, help="SMS of the first-backfill case (default 1000000; quick 2000)"
+    )
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma list of case groups to skip: naive,backfill,rate,services,state,first-backfill,retrieve,fleet",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.md", help="markdown table file")
     parser.add_argument("--json", type=Path, help="also write the raw numbers as JSON")
@@ -1074,6 +1086,8 @@ def settings_from(args: argparse.Namespace, workdir: Path) -> Settings:
         state_n=args.state_n or (2_000 if quick else 200_000),
         workdir=workdir,
         quick=quick,
+        fleet_services=args.fleet_services or (8 if quick else 400),
+        first_backfill_n=args.first_backfill_n or (2_000 if quick else 1_000_000),
     )
 
 
@@ -1120,8 +1134,17 @@ def run(settings: Settings, skip: set[str]) -> list[Case]:
         cases += idle_services_cases(settings)
     if "state" not in skip:
         cases += state_bytes_cases(settings)
+    sys.modules.setdefault("run", sys.modules[__name__])  # fleet.py and state_bytes.py import it as ``run``
+    if "first-backfill" not in skip:
+        import state_bytes
+
+        cases.append(state_bytes.first_backfill_case(settings, settings.first_backfill_n))
     if "retrieve" not in skip:
         cases += retrieval_cases(settings)
+    if "fleet" not in skip:
+        import fleet
+
+        cases += fleet.fleet_cases(settings, settings.fleet_services)
     return cases
 
 

@@ -20,6 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 QUICK_N = 300
 QUICK_RETRIEVAL_ROWS = 20_000
+QUICK_FIRST_BACKFILL_N = 2_000
+QUICK_FLEET_SERVICES = 8
 STRATEGIES = ("per-id", "batch", "export", "auto")
 BATCH_SIZE = 50
 
@@ -189,3 +191,22 @@ def test_retrieval_returns_every_row_before_and_after_compaction(quick: QuickRun
     parts_before = int(many["strategy"].split(": ")[1].split(" ")[0])
     parts_after = int(compacted["strategy"].split(": ")[1].split(" ")[0])
     assert parts_before > parts_after >= 28  # one part per day of the month once compacted
+
+
+def test_a_first_backfill_counts_its_state_bytes_and_requests(quick: QuickRun) -> None:
+    raw = quick.raw("first backfill", "batch")
+    assert raw["rows"] == raw["n"] == QUICK_FIRST_BACKFILL_N
+    assert raw["details"]["checkpoints"] >= 1
+    assert raw["details"]["state_bytes"] >= raw["details"]["largest"] > 0
+    assert raw["requests"] <= QUICK_FIRST_BACKFILL_N // BATCH_SIZE + 10
+
+
+@pytest.mark.parametrize("fleet", ["1 daemon", "2 daemons", "4 daemons"])
+def test_a_fleet_on_one_bucket_archives_every_sms_exactly_once(quick: QuickRun, fleet: str) -> None:
+    raw = quick.raw(f"fleet, {QUICK_FLEET_SERVICES} services x 2", fleet)
+    exact = raw["details"]["exactness"]
+    assert exact["expected"] == raw["n"] > 0
+    assert exact["distinct"] == exact["expected"] == raw["rows"]
+    assert exact["duplicated"] == exact["missing"] == exact["unexpected"] == 0
+    assert len(raw["details"]["services_per_daemon"]) == int(fleet.split()[0])
+    assert raw["details"]["returncodes"] == [0] * int(fleet.split()[0])  # each stopped cleanly by SIGTERM

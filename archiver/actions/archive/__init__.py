@@ -2,7 +2,7 @@
 
 - ``cycle.py``: ``run_archive`` and ``run_backfill`` over the services, several at once;
 - ``direction.py``: one service's direction, steps 1 to 4 below; ``backfill.py``: a window again, cursor untouched;
-- ``listing.py``: the creation times the listing proof keeps;
+- ``listing.py``: listed ids as sorted arrays, the ids a cycle fetches, the listing proof's creation times;
 - ``report.py``: what a run reports, and its progress.
 
 For each service (under its lease) and direction:

@@ -10,7 +10,7 @@ import datetime as dt
 import time
 
 from archiver.actions.archive.direction import DirectionRun
-from archiver.actions.archive.listing import CreationTimes
+from archiver.actions.archive.listing import CreationTimes, union_sorted
 from archiver.actions.archive.report import DirectionReport, Progress, counts
 from archiver.config import Settings
 from archiver.naming import Direction
@@ -54,7 +54,7 @@ def backfill_direction(
     run.unsettled_before = (source.now() - lookback).timestamp()
     if run.may_be_cut(listed, scratch):
         run.times = CreationTimes(listed)
-    todo = sorted(set(listed) - scratch.known.keys())
+    todo = union_sorted(sms_id for sms_id in listed if sms_id not in scratch.known)  # listed is sorted already
     run.report.since, run.report.until = since.isoformat(), until.isoformat()
     run.report.listed = len(listed)
     run.fetch_and_write(todo, scratch, checkpoint=None, window=(since, until))

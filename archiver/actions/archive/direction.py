@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from archiver.actions.archive.listing import CreationTimes
+from archiver.actions.archive.listing import CreationTimes, IdArray, ids_to_fetch, sorted_ids
 from archiver.actions.archive.report import DirectionReport, Progress, StopSignal, counts
 from archiver.config import Settings
 from archiver.errors import CycleInterrupted, ListingCutError, MalformedRecordError
@@ -24,6 +24,7 @@ from archiver.manifest import record_parts
 from archiver.naming import Direction
 from archiver.records import Record, parse_api_record, parse_export_row
 from archiver.source import GONE, ExportUnavailable, OvhSource
+from archiver.source.fetch import release_free_memory
 from archiver.store import Store
 from archiver.store.lease import Lease
 from archiver.store.state import CursorState, DoneRanges, Known, load_state, save_state
@@ -108,9 +109,11 @@ class DirectionRun:
         self.progress.start(f"{self.service} {self.direction}", len(ids))
         if window is not None and self._export_worthwhile(len(ids)):
             covered = self._write_from_export(set(ids), state, window, checkpoint)
-            ids = [sms_id for sms_id in ids if sms_id not in covered]
-        chunks = list(_chunks(ids, self.settings.archive.chunk_size))
-        for index, chunk in enumerate(chunks):
+            ids = sorted_ids(sms_id for sms_id in ids if sms_id not in covered)
+        size = self.settings.archive.chunk_size
+        count = math.ceil(len(ids) / size)
+        # Chunk by chunk (slices of ``ids`` made one at a time): a million ids are never copied whole.
+        for index, chunk in enumerate(_chunks(ids, size)):
             fetched: dict[int, Record] = {}
             for sms_id, raw in self.source.fetch(self.service, self.direction, chunk):
                 # A chunk at a low rate can outlast the lease: renew as we go (no I/O unless due).
@@ -125,15 +128,22 @@ class DirectionRun:
                 if record is not None:
                     fetched[sms_id] = record
             self._land(fetched, chunk, state)
-            self._after_chunk(0, state, checkpoint, more=index < len(chunks) - 1)
+            del fetched
+            if len(chunk) == size:  # a long fetch: the freed answers and records of a chunk give their pages back
+                release_free_memory()
+            self._after_chunk(0, state, checkpoint, more=index < count - 1)
         self.progress.finish()
 
-    def list_ids(self, since: dt.datetime | None, until: dt.datetime, state: CursorState) -> list[int]:
-        """One id listing; remember the longest listing OVH has answered (what proves others whole)."""
-        ids = self.source.list_ids(self.service, self.direction, since=since, until=until)
+    def list_ids(self, since: dt.datetime | None, until: dt.datetime, state: CursorState) -> IdArray:
+        """One id listing, sorted (each id once); remember the longest listing OVH has answered.
+
+        The longest listing is what proves others whole; it counts the ids as OVH answered them. The
+        answer's list of Python ints is dropped as soon as its compact copy exists (see listing.py).
+        """
+        answer = self.source.list_ids(self.service, self.direction, since=since, until=until)
         self.report.listings += 1
-        state.largest_listing = max(state.largest_listing, len(ids))
-        return ids
+        state.largest_listing = max(state.largest_listing, len(answer))
+        return sorted_ids(answer)
 
     def may_be_cut(self, ids: Sized, state: CursorState) -> bool:
         """Whether a listing may have been cut by OVH: unless OVH once answered a longer one, it may.
@@ -175,11 +185,11 @@ class DirectionRun:
                 continue
             # Records an interrupted run wrote are not fetched again, so their times may be unknown: the
             # span of the others lies inside the true one, so the listings below only look wider.
-            stamps = [stamp for stamp in (self._created(sms_id, state) for sms_id in ids) if stamp is not None]
-            if not stamps:
+            span = self._span_of(ids, state)
+            if span is None:
                 self._burst_fits(len(ids), (low, high), None, state)
                 continue
-            oldest, newest = math.floor(min(stamps)), math.floor(max(stamps))
+            oldest, newest = math.floor(span[0]), math.floor(span[1])
             # OVH's instants are whole seconds and both bounds are inclusive: each edge second is listed.
             edges = (
                 ((low, _instant(oldest)), oldest, (low, _instant(oldest - 1))),
@@ -234,6 +244,16 @@ class DirectionRun:
             f"({count} ids, as many as OVH was seen to cut a listing at) with nothing new: more SMS may share "
             f"{where} than OVH lists at once; the cursor stays before this window"
         )
+
+    def _span_of(self, ids: Iterable[int], state: CursorState) -> tuple[float, float] | None:
+        """The oldest and newest known creation instants of ``ids`` (None if none is known), in O(1) memory."""
+        span: tuple[float, float] | None = None
+        for sms_id in ids:
+            created = self._created(sms_id, state)
+            if created is None:
+                continue
+            span = (created, created) if span is None else (min(span[0], created), max(span[1], created))
+        return span
 
     def _all_in_second(self, ids: Sequence[int], second: int, state: CursorState) -> bool:
         """Whether every one of these (fetched) records was created in that second: a burst."""
@@ -428,14 +448,8 @@ def archive_direction(
     lookback_floor = (until - dt.timedelta(hours=settings.archive.lookback_hours)).timestamp()
     if run.may_be_cut(listed, state):
         run.times = CreationTimes(listed)  # proving the listing whole needs the creation times of its records
-    new = set(listed) - state.known.keys() | state.retry
-    recheck = {sms_id for sms_id, known in state.known.items() if not known.final and known.created >= lookback_floor}
-    # An interrupted cycle resumed: what it made durable is not fetched again.
-    done = state.partial_done.covered(new | recheck)
-    new -= done
-    recheck -= done
+    todo, run.report.rechecked = ids_to_fetch(listed, state, lookback_floor)
     run.report.listed = len(listed)
-    run.report.rechecked = len(recheck)
     state.partial_until = until
     # The next window starts at until - lookback; a day of margin covers offsets and clock differences.
     keep_from = lookback_floor - 86_400
@@ -451,13 +465,18 @@ def archive_direction(
         save_state(store, service, direction, dataclasses.replace(current, known=remembered), lease=lease)
 
     # In id order, so that the chunks made durable are consecutive ranges (see state.DoneRanges).
-    run.fetch_and_write(sorted(new | recheck), state, checkpoint=checkpoint, window=(since, until))
+    run.fetch_and_write(todo, state, checkpoint=checkpoint, window=(since, until))
+    del todo
 
     def fetch_missing(ids: list[int]) -> None:
         run.fetch_and_write(ids, state, checkpoint=checkpoint)
         run.report.listed += len(ids)
 
     run.prove_whole((since, until), listed, state, fetch_missing)
+    # The listing and its creation times are done with: free them (and their pages) before the final state is built.
+    del listed
+    run.times = None
+    release_free_memory()
 
     # SMS whose status never settled within the lookback leave the re-checks: archived as they are.
     run.report.unsettled += sum(1 for known in state.known.values() if not known.final and known.created < keep_from)

@@ -8,6 +8,9 @@ over HTTP (tests/integration/test_data_safety.py).
 from __future__ import annotations
 
 import datetime as dt
+import random
+import tracemalloc
+from array import array
 from dataclasses import dataclass, field
 
 import pytest
@@ -16,8 +19,9 @@ from hypothesis import strategies as st
 
 from archiver.actions.archive import CreationTimes, DirectionReport
 from archiver.actions.archive.direction import DirectionRun
-from archiver.errors import ListingCutError
-from archiver.store.state import CursorState
+from archiver.actions.archive.listing import ids_to_fetch, sorted_ids, union_sorted
+from archiver.errors import ListingCutError, SourceError
+from archiver.store.state import CursorState, DoneRanges, Known
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -143,3 +147,92 @@ def test_creation_times_remember_what_was_noted_and_nothing_else(ids: list[int],
     assert all(sms_id in times for sms_id in ids) and -1 not in times
     assert {sms_id: times.get(sms_id) for sms_id in chosen} == {sms_id: float(i) for i, sms_id in enumerate(chosen)}
     assert all(times.get(sms_id) is None for sms_id in set(ids) - set(chosen))
+
+
+@given(ids=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=80))
+def test_sorted_ids_are_the_set_of_ids_in_order_as_8_byte_integers(ids: list[int]) -> None:
+    ordered = sorted_ids(ids)
+    assert ordered.typecode == "q"
+    assert list(ordered) == sorted(set(ids))
+    assert sorted_ids(ordered) is ordered  # already sorted: shared, not copied
+
+
+@given(ids=st.lists(st.integers(0, 10**12), min_size=2, max_size=40))
+def test_an_unsorted_array_is_sorted_not_trusted(ids: list[int]) -> None:
+    assert list(sorted_ids(array("q", ids))) == sorted(set(ids))
+
+
+@given(parts=st.lists(st.lists(st.integers(0, 10**12), max_size=40), max_size=4))
+def test_union_sorted_is_the_union_in_order(parts: list[list[int]]) -> None:
+    merged = union_sorted(*(sorted(set(part)) for part in parts))
+    assert list(merged) == sorted(set().union(*parts))
+
+
+@pytest.mark.parametrize("huge", [2**63, -(2**63) - 1, 10**30])
+def test_an_id_beyond_64_bits_is_a_clear_source_error(huge: int) -> None:
+    with pytest.raises(SourceError, match="64 bits"):
+        sorted_ids([1, huge, 2])
+
+
+@dataclass
+class OneListing:
+    """Answers every listing with the same ids, as a first cycle over a long history sees them."""
+
+    ids: list[int]
+
+    def list_ids(self, service: str, direction: str, *, since: dt.datetime | None, until: dt.datetime) -> list[int]:
+        return self.ids
+
+
+def test_a_first_cycle_keeps_its_listing_and_its_ids_to_fetch_in_a_few_bytes_per_id() -> None:
+    """A million listed ids must not become sets of Python ints (32 bytes and more per id, each).
+
+    Python's own allocations are counted (tracemalloc: deterministic, no timing): the listing kept
+    sorted, the creation times of the listing proof, and the ids to fetch, from the API's answer
+    (allocated before, as the client's JSON) to the array the fetch walks.
+    """
+    count = 200_000
+    answer = list(range(10**10, 10**10 + 3 * count, 3))
+    random.Random(1).shuffle(answer)
+    answer[10:20] = answer[:10]  # a listing may repeat an id: fetched once
+    run = new_run(OneListing(answer))  # type: ignore[arg-type]
+    state = CursorState(known={answer[5]: Known(0.0, True, "digest")}, retry={7})
+    tracemalloc.start()
+    try:
+        listed = run.list_ids(None, START, state)
+        run.times = CreationTimes(listed)
+        todo, rechecks = ids_to_fetch(listed, state, lookback_floor=0.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert list(todo) == sorted({7, *answer} - {answer[5]})
+    assert rechecks == 0
+    assert peak / count < 48, f"{peak / count:.0f} bytes per listed id"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    listed=st.lists(st.integers(1, 300), max_size=80),
+    known=st.dictionaries(st.integers(1, 300), st.tuples(st.booleans(), st.integers(0, 10)), max_size=40),
+    retry=st.sets(st.integers(1, 300), max_size=5),
+    done_chunks=st.lists(st.lists(st.integers(1, 300), min_size=1, max_size=10), max_size=4),
+)
+def test_the_ids_to_fetch_are_what_the_set_rule_says(
+    listed: list[int], known: dict[int, tuple[bool, int]], retry: set[int], done_chunks: list[list[int]]
+) -> None:
+    """New, retried and re-checked ids, less what an interrupted cycle made durable: as the sets said."""
+    done = DoneRanges()
+    for chunk in sorted(done_chunks, key=min):
+        done.add(chunk)
+    state = CursorState(
+        known={sms_id: Known(float(created), final, "d") for sms_id, (final, created) in known.items()},
+        retry=set(retry),
+        partial_done=done,
+    )
+    floor = 5.0
+    new = set(listed) - state.known.keys() | state.retry
+    recheck = {i for i, seen in state.known.items() if not seen.final and seen.created >= floor}
+    durable = done.covered(new | recheck)
+    todo, rechecks = ids_to_fetch(sorted_ids(listed), state, floor)
+    assert list(todo) == sorted((new | recheck) - durable)
+    assert rechecks == len(recheck - durable)
