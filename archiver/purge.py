@@ -1,6 +1,6 @@
 """The archive purge (``SMS_ARCHIVER_RETENTION__ARCHIVE_KEEP_MONTHS``): old months go, except what a legal hold covers.
 
-Run by retention (``actions/retention.py``), under the service's lease. For each archived month older
+Run by retention (``actions/retention/``), under the service's lease. For each archived month older
 than the ones kept:
 
 - no active hold could cover it (``holds.ActiveHolds.covering``: service, direction and dates): every

@@ -4,7 +4,7 @@
 - ``retrieve.py``: ``run_retrieve`` (months of the archive as one CSV);
 - ``verify.py``: ``run_verify`` (every part checked against its manifest entry and its contents);
 - ``compact.py``: ``run_compact`` (a settled day's parts merged into one);
-- ``retention.py``: ``run_retention`` (delete at OVH what the archive verifiably keeps);
+- ``retention/``: ``run_retention`` (delete at OVH what the archive verifiably keeps);
 - ``status.py``: ``run_status`` (the archive's state and the daemons' as a document), ``run_state_show``;
 - ``check.py``: ``run_check`` (do OVH and the storage answer: ``check-config`` and the daemon's start-up).
 

@@ -66,8 +66,6 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 LONG_BUT_ONE_CONCERN = {
     "config.py": "the settings: one pydantic model per section, their validators and the sources they load from",
     "store/s3.py": "the S3 backend: the Store protocol on boto3, with conditional writes proven or emulated",
-    "actions/retention.py": "deleting at OVH: the proof per record, what keeps a record (holds, the cap), journaled "
-    "batches and the run's audit event (the archive purge is archiver/purge.py)",
 }
 
 

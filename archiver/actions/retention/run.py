@@ -1,39 +1,4 @@
-"""Retention: delete SMS at OVH only once they are verifiably archived. Dry run unless told to apply.
-
-A record is deleted only when all of these hold (each failing one is the reason it is kept):
-
-1. it is older than the policy (``delete_after_days``) on OVH's clock: the cutoff is OVH's time
-   minus the policy, and the live record's own ``creationDatetime`` is checked against it (OVH's
-   date filter is not trusted alone);
-2. the archive holds it, in a part that verifies against the SHA-256 and row count recorded at write
-   time, in a month whose listing is readable and non-empty;
-3. the API's current record equals the archived copy field for field, and its status is final, or
-   it never settled: still not final once the lookback (``lookback_hours``) is over, the last
-   status is what the archive keeps (see ``records.NON_FINAL_PTT``);
-4. no active legal hold covers it (``archiver.holds``): a held record is kept, with the reason
-   ``under legal hold {id}``, and counted (``held``);
-5. the run has had no error so far, and the per-run cap is not reached.
-
-A record that is old but not archived (or whose archived copy is older than the API's) is archived
-now and kept: it becomes deletable on a later run, once it can be read back from the store.
-
-Every batch of deletions is journaled in the archive before the DELETE calls (``intent``) and after
-(``done``), so that an interrupted run can be audited and resumed: an id that is already gone (404)
-counts as deleted. Any error stops the run; nothing is deleted after it.
-
-Legal holds are read at the start of a run (an unreadable one stops it before anything is deleted)
-and listed again before each batch: if they changed, the batch's records are fetched again and
-checked. A hold placed while a batch is under way applies from the next one (``_BATCH`` deletions).
-The archive purge (``archive_keep_months``, ``archiver.purge``) keeps what a hold covers too.
-
-An applied run that deleted records one ``retention_deletion`` event in the audit trail when it ends,
-an error included (``archiver.audit``): the actor (``SMS_ARCHIVER_ACTOR``, else the OS user and host;
-the page's user for the history browser), the run id, the counts.
-
-``run_selected_deletion`` (the history browser's "delete selected") applies rules 2 to 4 (``_proof``)
-to the SMS a user chose, without the age policy and without archiving anything; the journal names
-the user (``RETENTION_USER`` for retention's own runs).
-"""
+"""One retention run: deciding per record, archiving what is missing, deleting in journaled batches."""
 
 from __future__ import annotations
 
@@ -41,10 +6,11 @@ import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 
 import structlog
 
+from archiver.actions.retention.proof import Copy, archived_copies, proof
+from archiver.actions.retention.report import HELD_REASON, JOURNAL_COLUMNS, RETENTION_USER, Decision, RetentionReport
 from archiver.audit import actor_name, record_event
 from archiver.config import Settings
 from archiver.csvfile import encode_rows
@@ -52,130 +18,23 @@ from archiver.errors import MalformedRecordError
 from archiver.holds import ActiveHolds, held_by
 from archiver.manifest import record_parts
 from archiver.naming import Direction
-from archiver.purge import MonthPurge, purge_old_months
-from archiver.reader import ArchiveParts, StoredPart, read_checked
+from archiver.purge import purge_old_months
+from archiver.reader import ArchiveParts, StoredPart
 from archiver.records import Record, differing_columns, parse_api_record
-from archiver.services import services_at_ovh
 from archiver.source import GONE, OvhSource
 from archiver.store import Store
 from archiver.store.layout import journal_key
 from archiver.store.lease import Lease
 from archiver.writer import write_parts
 
-__all__ = ["HELD_REASON", "Decision", "MonthPurge", "RetentionReport", "run_retention", "run_selected_deletion"]
+__all__ = ["Run"]
 
 log = structlog.get_logger()
 
-# ``user``: who asked; "retention" for retention's own runs, the page's user for a deletion from the history browser.
-JOURNAL_COLUMNS = ("run", "service", "direction", "id", "date", "part", "action", "at", "user")
-RETENTION_USER = "retention"
 _BATCH = 100
-# The reason of a record kept because a legal hold covers it (followed by the hold's id).
-HELD_REASON = "under legal hold"
 
 
-@dataclass(slots=True)
-class Decision:
-    """What retention decided for one old record, and why."""
-
-    service: str
-    direction: Direction
-    id: int
-    date: str
-    action: str  # delete | keep | deleted | gone
-    reason: str
-    part: str = ""
-
-
-@dataclass(slots=True)
-class RetentionReport:
-    """The outcome of one retention run."""
-
-    run_id: str
-    applied: bool
-    decisions: list[Decision] = field(default_factory=list)
-    # No longer filled: counting the records younger than the policy cost a listing of every record.
-    # Kept so that scripts reading ``retention --json`` find the key they know.
-    younger: dict[str, int] = field(default_factory=dict)
-    deleted: int = 0
-    capped: int = 0  # eligible records kept because the per-run cap was reached: the run failed
-    purges: list[MonthPurge] = field(default_factory=list)
-    # Records whose archived copy, read back right after archiving them, still differs from the API: they
-    # could never be deleted. Reported (log, status, metrics), never kept silently.
-    unmatchable: list[Decision] = field(default_factory=list)
-    by: str = RETENTION_USER  # who asked: written in the journal
-    held: int = 0  # records kept at OVH because a legal hold covers them (reason ``HELD_REASON``)
-    holds_active: int = 0  # active legal holds when the run ended
-
-    def count(self, action: str) -> int:
-        return sum(1 for decision in self.decisions if decision.action == action)
-
-    @property
-    def archive_held(self) -> int:
-        """SMS the archive purge kept because a legal hold covers them."""
-        return sum(purge.held for purge in self.purges)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "run_id": self.run_id,
-            "applied": self.applied,
-            "deleted": self.deleted,
-            "capped": self.capped,
-            "younger": self.younger,
-            "decisions": [asdict(decision) for decision in self.decisions],
-            "archive_purges": [asdict(purge) for purge in self.purges],
-            "unmatchable": [asdict(decision) for decision in self.unmatchable],
-            "by": self.by,
-            "held": self.held,
-            "archive_held": self.archive_held,
-            "holds_active": self.holds_active,
-        }
-
-
-def _archived_copies(
-    store: Store, service: str, direction: Direction, wanted: set[int], parts: list[StoredPart] | None = None
-) -> dict[int, tuple[Record, StoredPart, list[str]]]:
-    """The newest archived copy of each ``wanted`` id (the reader's rule), with the problems of its part.
-
-    Reads each part at most once, and only the parts whose id range can hold a wanted id (``parts``:
-    only these): each is read whole, checked against its manifest entry as ``verify`` does, and its
-    wanted records kept. An id's newest version is in the part written last that holds it.
-    """
-    if parts is None:
-        parts = ArchiveParts(store, service, direction).holding(wanted)
-    copies: dict[int, tuple[Record, StoredPart, list[str]]] = {}
-    for stored in parts:
-        records, problem = read_checked(store, stored, direction, wanted)
-        problems = [f"{problem.kind}: {problem.detail}"] if problem is not None else []
-        for record in records:
-            held = copies.get(record.id)
-            if held is None or stored.version > held[1].version:
-                copies[record.id] = (record, stored, problems)
-    return copies
-
-
-_Copy = tuple[Record, StoredPart, list[str]]
-
-
-def _proof(live: Record, copy: _Copy | None, settled_before: dt.datetime, *, archiving: bool) -> tuple[str, str, bool]:
-    """The per-record rule, past the age policy: ``(action, reason, stale)``; action is delete or keep.
-
-    ``copy``: the archived copy (``_archived_copies``), None if not archived. ``stale``: the archive
-    lacks the live version (the caller may archive it; ``archiving`` says it does, for the reason).
-    """
-    if copy is None:
-        return "keep", "not yet archived" + (": archived now, deletable on a later run" if archiving else ""), True
-    if copy[2]:
-        return "keep", f"archived part fails verification ({'; '.join(copy[2])})", False
-    if not live.final and live.created > settled_before:
-        return "keep", "status not final", False
-    if differing := differing_columns(live, copy[0]):
-        suffix = ": newer version archived now" if archiving else ""
-        return "keep", f"archived copy differs from the API ({', '.join(differing)}){suffix}", True
-    return "delete", "archived and verified" + ("" if live.final else "; its status never settled"), False
-
-
-class _Run:
+class Run:
     def __init__(
         self,
         settings: Settings,
@@ -209,7 +68,7 @@ class _Run:
         old_ids = set(self.source.list_ids(service, direction, since=None, until=cutoff))
         if not old_ids:
             return []
-        archived = _archived_copies(self.store, service, direction, old_ids)
+        archived = archived_copies(self.store, service, direction, old_ids)
         lease.renew_if_due()
         decisions, to_archive = self.judge(
             service, direction, old_ids, archived, lease, cutoff=cutoff, archiving=self.apply
@@ -221,7 +80,7 @@ class _Run:
             record_parts(self.store, service, direction, entries)
             self._read_back(service, direction, to_archive, {entry.key for entry in entries}, archived, decisions)
         decisions.sort(key=lambda decision: (decision.date, decision.id))
-        self._apply_cap(decisions)
+        self.apply_cap(decisions)
         return decisions
 
     def judge(
@@ -229,13 +88,13 @@ class _Run:
         service: str,
         direction: Direction,
         ids: set[int],
-        archived: dict[int, _Copy],
+        archived: dict[int, Copy],
         lease: Lease,
         *,
         cutoff: dt.datetime | None,
         archiving: bool,
     ) -> tuple[list[Decision], list[Record]]:
-        """Fetch the live records of ``ids`` and decide for each (``_proof``); also the ones to archive.
+        """Fetch the live records of ``ids`` and decide for each (``proof``); also the ones to archive.
 
         ``cutoff``: the age policy (None: no age rule, the user chose these SMS). ``archiving``: the
         caller archives the records to archive (said in their reason).
@@ -264,7 +123,7 @@ class _Run:
                 reason = "younger than the policy on OVH's clock"
                 decisions.append(Decision(service, direction, sms_id, date, "keep", reason, part))
                 continue
-            action, reason, stale = _proof(live, copy, settled_before, archiving=archiving)
+            action, reason, stale = proof(live, copy, settled_before, archiving=archiving)
             if stale:
                 to_archive.append(live)  # a held record is archived all the same
             decision = Decision(service, direction, sms_id, date, action, reason, part)
@@ -318,7 +177,7 @@ class _Run:
         wanted = {record.id: record for record in written}
         index = ArchiveParts(self.store, service, direction)
         parts = [stored for stored in index.holding(wanted) if stored.info.key in keys]
-        written_back = _archived_copies(self.store, service, direction, set(wanted), parts)
+        written_back = archived_copies(self.store, service, direction, set(wanted), parts)
         by_id = {decision.id: decision for decision in decisions}
         for sms_id, live in wanted.items():
             versions = [held for held in (archived.get(sms_id), written_back.get(sms_id)) if held is not None]
@@ -331,7 +190,7 @@ class _Run:
                 )
                 self.report.unmatchable.append(decision)
 
-    def _apply_cap(self, decisions: list[Decision]) -> None:
+    def apply_cap(self, decisions: list[Decision]) -> None:
         for decision in decisions:
             if decision.action != "delete":
                 continue
@@ -448,97 +307,3 @@ class _Run:
         )
         encoded = encode_rows(JOURNAL_COLUMNS, rows)
         self.store.put(journal_key("deletions", self.now, self.report.run_id, name), encoded.data)
-
-
-def run_retention(
-    settings: Settings,
-    source: OvhSource,
-    store: Store,
-    *,
-    apply: bool,
-    services: list[str] | None = None,
-    now: dt.datetime | None = None,
-) -> RetentionReport:
-    """Decide (and with ``apply``, delete) per the retention policy; see the module docstring.
-
-    Past the per-run cap, eligible records are kept and counted in ``report.capped`` (the caller
-    reports the run as failed). Any error stops the run at once: nothing is deleted after it.
-    Raises ``ConfigError`` without a policy, or with ``apply`` while retention is not enabled.
-    """
-    settings.retention.check_policy(apply=apply)
-    # OVH's clock, not ours: the cutoff is compared with OVH's timestamps.
-    run = _Run(settings, source, store, apply=apply, now=now or source.now())
-    policy = f"retention policy: SMS older than {settings.retention.delete_after_days} days and verifiably archived"
-    with run.audited(policy):
-        for service in services or services_at_ovh(settings.ovh, source):
-            with Lease.on_service(store, service, settings.lease) as lease:
-                for direction in settings.retention.directions:
-                    decisions = run.decide(service, direction, lease)
-                    run.report.decisions.extend(decisions)
-                    if apply:
-                        run.delete(service, direction, decisions, lease)
-                for direction in settings.archive.directions:
-                    run.purge_archive(service, direction, lease)
-    if run.report.unmatchable:
-        log.warning(
-            "retention_unmatchable",
-            count=len(run.report.unmatchable),
-            ids=[decision.id for decision in run.report.unmatchable[:20]],
-            reason=run.report.unmatchable[0].reason,
-        )
-    log.info(
-        "retention_done",
-        run_id=run.report.run_id,
-        applied=apply,
-        deleted=run.report.deleted,
-        kept=run.report.count("keep"),
-        held=run.report.held,
-        archive_held=run.report.archive_held,
-        eligible=run.report.count("delete"),
-    )
-    return run.report
-
-
-def run_selected_deletion(
-    settings: Settings,
-    source: OvhSource,
-    store: Store,
-    service: str,
-    direction: Direction,
-    ids: list[int],
-    *,
-    user: str,
-    apply: bool,
-    now: dt.datetime | None = None,
-) -> RetentionReport:
-    """Delete at OVH the SMS a user chose (the history browser), with retention's proof but no age policy.
-
-    Under the service's lease: the live records of ``ids`` are fetched, their archived copies read
-    (each part once, checked against its manifest) and each decided by ``_proof``, the rule retention
-    applies past its age policy. Nothing is archived here: a record whose archive lacks the live version
-    is kept, with the reason. A dry run (not ``apply``) only decides: the confirmation page shows it.
-    With ``apply``, the eligible ones are deleted in retention's journaled batches, ``user`` in the
-    journal; any error stops the run at once.
-    """
-    run = _Run(settings, source, store, apply=apply, now=now or source.now(), user=user)
-    wanted = set(ids)
-    with run.audited("chosen in the history browser"), Lease.on_service(store, service, settings.lease) as lease:
-        archived = _archived_copies(store, service, direction, wanted)
-        lease.renew_if_due()
-        decisions, _stale = run.judge(service, direction, wanted, archived, lease, cutoff=None, archiving=False)
-        decisions.sort(key=lambda decision: (decision.date, decision.id))
-        run._apply_cap(decisions)
-        run.report.decisions.extend(decisions)
-        if apply:
-            run.delete(service, direction, decisions, lease)
-    log.info(
-        "selected_deletion_done",
-        run_id=run.report.run_id,
-        by=user,
-        applied=apply,
-        deleted=run.report.deleted,
-        kept=run.report.count("keep"),
-        held=run.report.held,
-        eligible=run.report.count("delete"),
-    )
-    return run.report
