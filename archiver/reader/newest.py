@@ -16,7 +16,9 @@ in another zone, or the send time taken for the creation time: UNKNOWN, see the 
   no id stored elsewhere and is read (or byte-copied) as it is;
 - the parts of each group of overlapping id ranges that touches the months read are scanned once
   for their ids (ids only); each id stored in several parts is given to the part written last,
-  and every other row of it is dropped, in whichever month or day it sits.
+  and every other row of it is dropped, in whichever month or day it sits. A group whose parts all
+  lie in one day may instead be settled when that day is read, from the ids read then
+  (``Resolution.deferred``, ``day_chunks``): the same rule, the day read once instead of twice.
 
 Memory: one entry per row of the largest group of overlapping parts while it is scanned, then one
 per id stored more than once.
@@ -402,6 +404,8 @@ def day_chunks(
         if part_ids is None or len(set(part_ids)) != len(part_ids):
             return None  # another shape of row, or an id twice in one part: the record readers decide
         rows[key], ids[key] = found, part_ids
+        if key in merged:
+            del data[key]  # its rows are copies: memory holds the day about twice, not three times
     resolution.settle(store, parts, direction, ids)
     chunks: list[bytes | memoryview] = []
     count = 0
@@ -416,9 +420,9 @@ def day_chunks(
             key = stored.info.key
             if key in resolution.losing:
                 winners = resolution.winners
-                kept += itertools.compress(rows[key], [winners.get(sms_id, key) == key for sms_id in ids[key]])
+                kept += itertools.compress(rows.pop(key), [winners.get(sms_id, key) == key for sms_id in ids[key]])
             else:
-                kept += rows[key]
+                kept += rows.pop(key)
         if len(cluster) > 1 and shape is not None:
             shape.sort(kept)  # each id is left once: the order is (instant, id) and nothing else
         if kept:

@@ -7,6 +7,11 @@ the start of every row. It may also be found inside a quoted message (a message 
 but never in place of a row's start: the matches number the rows plus such look-alikes. Hence the
 rule of this module: **the matches are the rows only when they number exactly the rows the manifest
 recorded** at write time; otherwise the caller falls back to a real CSV parse.
+
+Retrieve's fast path (``split_rows``, ``RowShape``) adds two refusals on top of that rule: a part is cut
+into rows at every ``\r\n`` only when the pieces number the rows recorded (no message holds one), and
+its rows are ordered by their bytes only when every row's id has one width and every instant one
+precision and one offset (one pattern matches each row's start, as many times as there are rows).
 """
 
 from __future__ import annotations
