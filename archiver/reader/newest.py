@@ -359,6 +359,11 @@ def day_rows(
     return kept
 
 
+# A day read by ``day_chunks`` is held up to about three times (bytes, rows, a cluster joined): a larger
+# one goes to ``day_rows`` and the record merge, which hold less per byte.
+CHUNK_DAY_BELOW = 16 * 1024 * 1024
+
+
 def day_chunks(
     store: Store, parts: list[StoredPart], direction: Direction, resolution: Resolution, *, delimiter: str
 ) -> tuple[list[bytes | memoryview], int] | None:
@@ -373,7 +378,7 @@ def day_chunks(
     day (``Resolution.settle``), rows of older versions are dropped, and the rows of parts whose spans
     overlap are sorted by their ``(instant, id)`` bytes.
     """
-    if not parts or sum(stored.info.size for stored in parts) >= SORT_DAY_BELOW:
+    if not parts or sum(stored.info.size for stored in parts) >= CHUNK_DAY_BELOW:
         return None
     if any(stored.rows is None for stored in parts):
         return None  # counts not recorded: nothing below could be checked
