@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from archiver.errors import ConfigError
 from archiver.naming import Direction
-from archiver.reader import ArchiveParts, copy_part_body, day_clusters, day_rows, iter_day_records
+from archiver.reader import ArchiveParts, copy_part_body, day_chunks, day_clusters, day_rows, iter_day_records
 from archiver.records import COLUMNS, Record
 from archiver.store import Store
 
@@ -88,9 +88,19 @@ def run_retrieve(
     verbatim = not fmt.filters and not fmt.neutralize_formulas
     count = 0
     index = ArchiveParts(store, service, direction)
-    resolution = index.resolution(months)
+    # Groups of overlapping parts inside one day are resolved as that day is read (read once, not twice).
+    resolution = index.resolution(months, defer_days=True)
     for year, month in months:
         for _day, day_parts in index.days(year, month):
+            # The day as stored bytes, sorted without a per-row step, when its rows can be relied on.
+            if verbatim and (found := day_chunks(store, day_parts, direction, resolution, delimiter=fmt.delimiter)):
+                text.flush()
+                chunks, rows_found = found
+                for chunk in chunks:
+                    raw.write(chunk)
+                count += rows_found
+                continue
+            resolution.settle(store, day_parts, direction)  # before ``whole`` speaks of these parts
             for parts in day_clusters(day_parts):
                 # A part that holds only newest versions, alone in its span, is copied as it is.
                 rows = parts[0].rows if len(parts) == 1 and resolution.whole(parts[0]) else None

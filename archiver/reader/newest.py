@@ -16,7 +16,9 @@ in another zone, or the send time taken for the creation time: UNKNOWN, see the 
   no id stored elsewhere and is read (or byte-copied) as it is;
 - the parts of each group of overlapping id ranges that touches the months read are scanned once
   for their ids (ids only); each id stored in several parts is given to the part written last,
-  and every other row of it is dropped, in whichever month or day it sits.
+  and every other row of it is dropped, in whichever month or day it sits. A group whose parts all
+  lie in one day may instead be settled when that day is read, from the ids read then
+  (``Resolution.deferred``, ``day_chunks``): the same rule, the day read once instead of twice.
 
 Memory: one entry per row of the largest group of overlapping parts while it is scanned, then one
 per id stored more than once.
@@ -32,7 +34,7 @@ import heapq
 import io
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -43,13 +45,14 @@ from archiver.naming import Direction
 from archiver.reader.parts import (
     READ_WHOLE_BELOW,
     StoredPart,
+    day_clusters,
     id_range,
     listed_parts,
     open_part,
     overlapping_groups,
     stored_part,
 )
-from archiver.reader.rows import scanned_ids, stored_rows
+from archiver.reader.rows import RowShape, row_shape, scanned_ids, shaped_ids, split_rows, stored_rows
 from archiver.records import COLUMNS, Record, record_from_row
 from archiver.store import ObjectInfo, Store
 from archiver.store.layout import PartKey, parse_part_key, service_prefix
@@ -57,6 +60,7 @@ from archiver.store.layout import PartKey, parse_part_key, service_prefix
 __all__ = [
     "ArchiveParts",
     "Resolution",
+    "day_chunks",
     "day_rows",
     "iter_day_records",
     "iter_day_sources",
@@ -81,11 +85,16 @@ class Resolution:
     """Which part holds the newest version of each id stored in more than one part (see module docstring).
 
     An id absent from ``winners`` is stored in one part only (or only in parts not looked at).
+    ``deferred``: groups of overlapping parts that all lie in one day, left unscanned for the reader
+    of that day to settle from the ids it reads anyway (``ArchiveParts.resolution(defer_days=True)``);
+    ``keeps`` and ``whole`` speak of a part only once its group is settled.
     """
 
     winners: dict[int, str] = field(default_factory=dict)  # id -> key of the part with its newest version
     losing: dict[str, int] = field(default_factory=dict)  # part key -> its rows that a newer version supersedes
     unreadable: set[str] = field(default_factory=set)  # parts skipped (``strict=False``): verify reports them
+    deferred: dict[str, list[StoredPart]] = field(default_factory=dict)  # part key -> its (unscanned) group
+    strict: bool = True  # what ``settle`` does with an unreadable part: raise, or note it in ``unreadable``
 
     def keeps(self, sms_id: int, stored: StoredPart) -> bool:
         """Whether this part's row of ``sms_id`` is the id's newest version."""
@@ -94,7 +103,7 @@ class Resolution:
 
     def whole(self, stored: StoredPart) -> bool:
         """Whether every row of the part is its id's newest version (the part may be copied as it is)."""
-        return stored.info.key not in self.losing
+        return stored.info.key not in self.losing and stored.info.key not in self.deferred
 
     def replaced(self, old_keys: set[str], new_key: str) -> None:
         """Compaction wrote ``new_key`` with the winning rows of ``old_keys``: the winners moved there."""
@@ -116,10 +125,35 @@ class Resolution:
                 if strict:
                     raise
                 self.unreadable.add(stored.info.key)
+        self._resolve(by_part)
+
+    def settle(
+        self,
+        store: Store,
+        parts: Iterable[StoredPart],
+        direction: Direction,
+        ids: Mapping[str, list[int]] | None = None,
+    ) -> None:
+        """Resolve the deferred groups that hold one of ``parts``: from ``ids`` (a part's ids, in its
+        row order) when it has every part of the group, else by scanning them (``add_group``)."""
+        for stored in parts:
+            group = self.deferred.get(stored.info.key)
+            if group is None:
+                continue
+            for member in group:
+                self.deferred.pop(member.info.key, None)
+            if ids is not None and all(member.info.key in ids for member in group):
+                ordered = sorted(group, key=lambda member: member.version)
+                self._resolve([(member.info.key, ids[member.info.key]) for member in ordered])
+            else:
+                self.add_group(store, group, direction, strict=self.strict)
+
+    def _resolve(self, by_part: list[tuple[str, list[int]]]) -> None:
+        """``by_part``: each part's ids, oldest part first; an id stored twice goes to the newest."""
+        if sum(len(ids) for _key, ids in by_part) == len(set().union(*(ids for _key, ids in by_part))):
+            return  # the usual case: ranges overlap, ids do not
         counts = Counter(itertools.chain.from_iterable(ids for _key, ids in by_part))
         stored_twice = {sms_id for sms_id, count in counts.items() if count > 1}
-        if not stored_twice:
-            return  # the usual case: ranges overlap, ids do not
         holder: dict[int, str] = {}  # id -> the newest part seen so far that holds it
         for key, ids in by_part:  # oldest first
             for sms_id in stored_twice.intersection(ids):
@@ -207,24 +241,31 @@ class ArchiveParts:
             if _holds_one_of(wanted, *stored.id_range)
         ]
 
-    def resolution(self, months: Iterable[tuple[int, int]] | None = None, *, strict: bool = True) -> Resolution:
+    def resolution(
+        self, months: Iterable[tuple[int, int]] | None = None, *, strict: bool = True, defer_days: bool = False
+    ) -> Resolution:
         """Resolve every id of ``months`` (default: all) stored more than once, wherever its versions sit.
 
         Only groups of parts with overlapping id ranges that include a part of ``months`` are read
         (ids only); other months' manifests are read only for such groups. ``strict=False`` skips an
         unreadable part (noted in ``unreadable``) instead of raising ``IntegrityError``.
+        ``defer_days``: a group whose parts all lie in one day is not scanned here but left in
+        ``deferred``, for the reader of that day to settle (``Resolution.settle``) with the ids it reads
+        anyway: a month is then read once, not twice.
         """
         wanted = set(self._listed) if months is None else set(months)
-        resolution = Resolution()
+        resolution = Resolution(strict=strict)
         for group in overlapping_groups(item for listed in self._listed.values() for item in listed):
             months_of_group = {(part.day.year, part.day.month) for _info, part in group}
             if len(group) < 2 or not months_of_group & wanted:
                 continue
             keys = {info.key for info, _part in group}
             parts = [stored for month_key in months_of_group for stored in self.parts(*month_key)]
-            resolution.add_group(
-                self.store, [stored for stored in parts if stored.info.key in keys], self.direction, strict=strict
-            )
+            members = [stored for stored in parts if stored.info.key in keys]
+            if defer_days and len({part.day for _info, part in group}) == 1:
+                resolution.deferred.update((stored.info.key, members) for stored in members)
+                continue
+            resolution.add_group(self.store, members, self.direction, strict=strict)
         return resolution
 
 
@@ -261,6 +302,7 @@ def iter_day_sources(
     """
     if not parts:
         return
+    resolution.settle(store, parts, direction)
     # Rank 0 is the newest part: on equal (instant, id) the merge yields it first.
     ranked = sorted(parts, key=lambda stored: stored.version, reverse=True)
     streams = [_ranked_records(store, stored, direction, rank) for rank, stored in enumerate(ranked)]
@@ -291,6 +333,7 @@ def day_rows(
     """
     if sum(stored.info.size for stored in parts) >= SORT_DAY_BELOW:
         return None
+    resolution.settle(store, parts, direction)
     ranked = sorted(parts, key=lambda stored: stored.version, reverse=True)  # rank 0: the newest part
     keyed: list[tuple[dt.datetime, int, int, bytes]] = []
     for rank, stored in enumerate(ranked):
@@ -314,6 +357,83 @@ def day_rows(
         last_id = sms_id
         kept.append(row)
     return kept
+
+
+# A day read by ``day_chunks`` is held up to about three times (bytes, rows, a cluster joined): a larger
+# one goes to ``day_rows`` and the record merge, which hold less per byte.
+CHUNK_DAY_BELOW = 16 * 1024 * 1024
+
+
+def day_chunks(
+    store: Store, parts: list[StoredPart], direction: Direction, resolution: Resolution, *, delimiter: str
+) -> tuple[list[bytes | memoryview], int] | None:
+    """A whole day as ``retrieve`` writes it (one row per id, newest version, by (instant, id)): its
+    bytes in pieces, and its rows. Nothing per row runs in Python; None, having written nothing, when
+    that cannot be relied on (the caller then reads the day cluster by cluster).
+
+    Each part is read once. A part alone in its span (``day_clusters``) that holds only newest
+    versions is given as stored. The others are split at their line ends (``rows.split_rows``:
+    refused when a message holds one) and their ids read by one pattern that fixes the width of ids
+    and instants (``rows.RowShape``: refused otherwise); those ids settle the deferred groups of the
+    day (``Resolution.settle``), rows of older versions are dropped, and the rows of parts whose spans
+    overlap are sorted by their ``(instant, id)`` bytes.
+    """
+    if not parts or sum(stored.info.size for stored in parts) >= CHUNK_DAY_BELOW:
+        return None
+    if any(stored.rows is None for stored in parts):
+        return None  # counts not recorded: nothing below could be checked
+    header = delimiter.join(COLUMNS[direction]).encode()
+    data: dict[str, bytes] = {}
+    for stored in parts:
+        try:
+            data[stored.info.key] = _part_bytes(store, stored)
+        except KeyError:
+            return None  # deleted since the listing (compaction): the record readers know what to do
+        if not data[stored.info.key].startswith(header + b"\r\n"):
+            return None  # another delimiter or header: re-encoded by the record readers
+    clusters = day_clusters(parts)
+    merged = {stored.info.key for cluster in clusters if len(cluster) > 1 for stored in cluster}
+    rows: dict[str, list[bytes]] = {}
+    ids: dict[str, list[int]] = {}
+    shape: RowShape | None = None
+    for stored in parts:
+        key = stored.info.key
+        if key not in merged and key not in resolution.deferred and key not in resolution.losing:
+            continue  # copied as stored: its rows need not be found
+        found = split_rows(data[key], header, stored.rows)
+        if found is None:
+            return None
+        if shape is None and found:
+            shape = row_shape(found[0], delimiter.encode())
+        part_ids = shaped_ids(data[key], shape, len(found)) if shape is not None else [] if not found else None
+        if part_ids is None or len(set(part_ids)) != len(part_ids):
+            return None  # another shape of row, or an id twice in one part: the record readers decide
+        rows[key], ids[key] = found, part_ids
+        if key in merged:
+            del data[key]  # its rows are copies: memory holds the day about twice, not three times
+    resolution.settle(store, parts, direction, ids)
+    chunks: list[bytes | memoryview] = []
+    count = 0
+    start = len(header) + 2
+    for cluster in clusters:
+        if len(cluster) == 1 and resolution.whole(cluster[0]):
+            chunks.append(memoryview(data[cluster[0].info.key])[start:])
+            count += cluster[0].rows or 0
+            continue
+        kept: list[bytes] = []
+        for stored in cluster:
+            key = stored.info.key
+            if key in resolution.losing:
+                winners = resolution.winners
+                kept += itertools.compress(rows.pop(key), [winners.get(sms_id, key) == key for sms_id in ids[key]])
+            else:
+                kept += rows.pop(key)
+        if len(cluster) > 1 and shape is not None:
+            shape.sort(kept)  # each id is left once: the order is (instant, id) and nothing else
+        if kept:
+            chunks += (b"\r\n".join(kept), b"\r\n")
+            count += len(kept)
+    return chunks, count
 
 
 def _part_bytes(store: Store, stored: StoredPart) -> bytes:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from archiver.config import ArchiveSettings
 from archiver.csvfile import encode_rows
 from archiver.manifest import record_parts
-from archiver.reader import ArchiveParts, day_rows, iter_day_records
+from archiver.reader import ArchiveParts, day_chunks, day_rows, iter_day_records
 from archiver.reader.rows import stored_rows
 from archiver.records import COLUMNS, Record, format_instant
 from archiver.store import LocalStore
@@ -98,3 +98,99 @@ def test_a_day_sorted_as_bytes_equals_the_day_merged_as_records(tmp_path_factory
         assert any(LOOK_ALIKE in message for write in writes for _i, _m, message in write)
         return
     assert b"".join(sorted_rows) == expected
+
+
+# Instants of one day: whole seconds or microseconds, in UTC or at another offset; a version may
+# move to the next day (another instant), so groups of overlapping parts span one day or two.
+DAY = dt.datetime(2025, 3, 10, 8, 0, tzinfo=dt.UTC)
+PARIS_WINTER = dt.timezone(dt.timedelta(hours=1))
+
+
+@st.composite
+def day_layouts(draw: st.DrawFn) -> list[list[tuple[int, dt.datetime, str]]]:
+    """Writes of (id, created, message); the shape knobs decide whether the fast path may apply."""
+    wide = draw(st.booleans())  # ids of one width (100..140) or of several (1..40)
+    ids = st.integers(100, 140) if wide else st.integers(1, 40)
+    precise = draw(st.sampled_from(["seconds", "microseconds", "mixed"]))
+    zone = draw(st.sampled_from([dt.UTC, PARIS_WINTER, None]))  # None: each row its own offset
+    clean = draw(st.booleans())  # messages without line breaks or look-alikes
+    text = st.sampled_from(["hello", "a;b", 'say "hi"', "é😊"]) if clean else message_text
+
+    def instant(minute: int, micro: int, moved: bool) -> dt.datetime:
+        created = DAY + dt.timedelta(minutes=minute, days=1 if moved else 0)
+        if precise == "microseconds" or (precise == "mixed" and micro % 2):
+            created = created.replace(microsecond=micro or 1)
+        row_zone = zone or (dt.UTC if minute % 2 else PARIS_WINTER)
+        return created.astimezone(row_zone)
+
+    entry = st.tuples(ids, st.integers(0, 5), st.integers(0, 999_999), st.integers(0, 9), text)
+    writes = draw(st.lists(st.lists(entry, min_size=1, max_size=12), min_size=1, max_size=5))
+    return [
+        [(sms_id, instant(minute, micro, moved == 0), message) for sms_id, minute, micro, moved, message in write]
+        for write in writes
+    ]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(writes=day_layouts())
+@example(writes=[[(101, DAY, "first")], [(101, DAY + dt.timedelta(minutes=3), "a later version, another instant")]])
+@example(writes=[[(101, DAY, "old"), (102, DAY, "b")], [(101, DAY + dt.timedelta(days=1), "moved to the next day")]])
+def test_a_day_read_as_chunks_equals_the_day_merged_as_records(tmp_path_factory, writes) -> None:  # type: ignore[no-untyped-def]
+    """``day_chunks`` (retrieve's fast path, deferred groups settled from the ids it reads) gives the
+    bytes and row count the record merge gives under a fully scanned resolution, or refuses; it does not
+    refuse a day whose ids and instants have one width and whose messages hold no line break."""
+    store = LocalStore(tmp_path_factory.mktemp("chunks"))
+    archive = ArchiveSettings(timezone="UTC")
+    for write in writes:
+        records = {
+            sms_id: Record(
+                "incoming", sms_id, created, (str(sms_id), format_instant(created), "+336", "", text, "1"), True
+            )
+            for sms_id, created, text in write
+        }
+        record_parts(
+            store, "sms-rows-1", "incoming", write_parts(store, archive, "sms-rows-1", "incoming", records.values())
+        )
+    index = ArchiveParts(store, "sms-rows-1", "incoming")
+    scanned = index.resolution()
+    deferred = index.resolution(defer_days=True)
+    for _day, parts in index.days(2025, 3):
+        merged = [record.fields for record in iter_day_records(store, parts, "incoming", scanned)]
+        expected = encode_rows(COLUMNS["incoming"], merged).data.split(b"\r\n", 1)[1]
+        found = day_chunks(store, parts, "incoming", deferred, delimiter=";")
+        rows = [(sms_id, created) for write in writes for sms_id, created, _text in write]
+        one_shape = (
+            len({len(str(sms_id)) for sms_id, _created in rows}) == 1
+            and len({len(format_instant(created)) for _id, created in rows}) == 1
+            and len({created.utcoffset() for _id, created in rows}) == 1
+        )
+        no_break = not any("\r\n" in text for write in writes for _i, _c, text in write)
+        if found is None:
+            assert not (one_shape and no_break), "a day the fast path can read was refused"
+            deferred.settle(store, parts, "incoming")
+            continue
+        chunks, count = found
+        assert b"".join(chunks) == expected
+        assert count == len(merged)
+    # Settled day by day, the deferred resolution decides as the full scan did.
+    assert (deferred.winners, deferred.losing, deferred.deferred) == (scanned.winners, scanned.losing, {})
+
+
+def test_a_part_of_another_width_or_a_message_with_a_line_break_is_refused() -> None:
+    from archiver.reader.rows import row_shape, shaped_ids, split_rows
+
+    header = ";".join(COLUMNS["incoming"]).encode()
+    clean = encode_rows(COLUMNS["incoming"], incoming_rows(["hello", "bye"])).data
+    rows = split_rows(clean, header, 2)
+    assert rows is not None and len(rows) == 2
+    shape = row_shape(rows[0], b";")
+    assert shape is not None and shaped_ids(clean, shape, 2) == [1000, 1001]
+    broken = encode_rows(COLUMNS["incoming"], incoming_rows(["two\r\nlines", "bye"])).data
+    assert split_rows(broken, header, 2) is None
+    wider = encode_rows(COLUMNS["incoming"], [*incoming_rows(["a"]), ("99999", CREATED, "+336", "", "b", "1")]).data
+    assert shaped_ids(wider, shape, 2) is None
+    other_offset = encode_rows(
+        COLUMNS["incoming"], [*incoming_rows(["a"]), ("1001", "2025-01-30T23:00:00+01:00", "+336", "", "b", "1")]
+    ).data
+    assert shaped_ids(other_offset, shape, 2) is None
+    assert split_rows(clean, header, None) is None and split_rows(clean, header, 3) is None
