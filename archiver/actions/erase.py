@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import structlog
@@ -38,8 +38,7 @@ from archiver.csvfile import read_rows
 from archiver.errors import ConfigError
 from archiver.holds import Hold, held_by, load_holds, normalize_number
 from archiver.naming import DIRECTIONS, Direction
-from archiver.reader import ArchiveParts, Resolution, StoredPart, iter_day_records
-from archiver.reader.parts import open_part
+from archiver.reader import ArchiveParts, Resolution, StoredPart, iter_day_records, part_records
 from archiver.records import COLUMNS, Record, record_from_row
 from archiver.rewrite import rewrite_day
 from archiver.services import services_known
@@ -419,20 +418,9 @@ def _old_versions(
 def _rows_with(store: Store, stored: StoredPart, direction: Direction, wanted: _Number) -> int:
     """Rows of one part (every version) sent to or received from the number."""
     try:
-        return sum(1 for record in _part_records(store, stored, direction) if wanted.in_record(record))
+        return sum(1 for record in part_records(store, stored, direction) if wanted.in_record(record))
     except KeyError:
         return 0  # deleted since the listing (a dry run takes no lease): its rows live on in a newer part
-
-
-def _part_records(store: Store, stored: StoredPart, direction: Direction) -> Iterator[Record]:
-    stream = open_part(store, stored)
-    try:
-        for row in read_rows(
-            stream, header=COLUMNS[direction], compressed=stored.part.compressed, source=stored.info.key
-        ):
-            yield record_from_row(direction, row)
-    finally:
-        stream.close()
 
 
 def _delete_at_ovh(

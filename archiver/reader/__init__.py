@@ -17,6 +17,7 @@ from archiver.reader.newest import (
     iter_day_records,
     iter_day_sources,
     iter_records,
+    part_records,
     resolved_copies,
 )
 from archiver.reader.parts import (
@@ -50,6 +51,7 @@ __all__ = [
     "iter_records",
     "list_parts",
     "month_days",
+    "part_records",
     "read_checked",
     "resolved_copies",
     "summarize_months",

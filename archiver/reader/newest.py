@@ -65,11 +65,13 @@ __all__ = [
     "iter_day_records",
     "iter_day_sources",
     "iter_records",
+    "part_records",
     "resolved_copies",
 ]
 
 
-def _part_records(store: Store, stored: StoredPart, direction: Direction) -> Iterator[Record]:
+def part_records(store: Store, stored: StoredPart, direction: Direction) -> Iterator[Record]:
+    """Every row of one part (every version it holds), as records, in row order."""
     stream = open_part(store, stored)
     try:
         for row in read_rows(
@@ -280,7 +282,7 @@ def _ranked_records(
 ) -> Iterator[tuple[dt.datetime, int, int, Record]]:
     # A function, not a generator expression in a comprehension: there ``rank`` would be bound late,
     # every stream would carry the last rank, and the source part reported would be the oldest one.
-    for record in _part_records(store, stored, direction):
+    for record in part_records(store, stored, direction):
         yield record.created, record.id, rank, record
 
 
