@@ -106,17 +106,27 @@ def _print_events(events: list[AuditEvent]) -> None:
     table_console().print(table)
 
 
+# A cell of the audit table says what happened at a glance; ``audit --json`` has every detail.
+_CELL_CHARACTERS = 160
+_LISTED_ITEMS = 3
+
+
 def _pairs(values: dict[str, Any]) -> str:
-    """``name=value, ...``; a list as its items, a nested object in braces."""
+    """``name=value, ...``; a short list as its items, a long one as its count, a digest shortened."""
 
     def shown(value: Any) -> str:
         if isinstance(value, list):
-            return ", ".join(map(str, value))
+            items = value if len(value) <= _LISTED_ITEMS else [*value[:_LISTED_ITEMS], f"… {len(value)} in all"]
+            return ", ".join(map(str, items))
         if isinstance(value, dict):
             return "{" + _pairs(value) + "}"
-        return str(value)
+        text = str(value)
+        if text.startswith("hmac-sha256:"):
+            return text[: len("hmac-sha256:") + 12] + "…"
+        return text
 
-    return ", ".join(f"{name}={shown(value)}" for name, value in values.items())
+    text = ", ".join(f"{name}={shown(value)}" for name, value in values.items())
+    return text if len(text) <= _CELL_CHARACTERS else text[: _CELL_CHARACTERS - 1] + "…"
 
 
 def _when(text: str | None) -> str:
