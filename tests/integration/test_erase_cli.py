@@ -339,6 +339,12 @@ def test_object_locked_parts_are_reported_with_their_date_and_finished_later(loc
     assert {key.rsplit("/", 1)[0] + "/" for key in traces(raw_objects(archive.store))} == {day_prefix}
     events = [event for event in read_events(archive.store) if event.kind == "erasure"]
     assert events[-1].what["complete"] is False and events[-1].counts["locked_parts"] == 1
+    # Under Object Lock the audit trail is locked like the data: no one rewrites who erased what.
+    audit_keys = [info.key for info in archive.store.list("_journal/audit/")]
+    assert audit_keys
+    for key in audit_keys:
+        audit_info = archive.store.head(key)
+        assert audit_info is not None and audit_info.locked_until is not None, key
 
     # The text form says so, with the date.
     table = run_cli("erase", "--number", NUMBER, env=env)
