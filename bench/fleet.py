@@ -59,6 +59,7 @@ from run import (  # noqa: E402  (bench/ is not a package: run.py is found on th
     _archiver_command,
     _clean_env,
     _log,
+    stop_child,
 )
 
 PROCESS_COUNTS = (1, 2, 4)
@@ -139,15 +140,8 @@ class MotoServer:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+        if process is not None:
+            stop_child(process)
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()

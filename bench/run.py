@@ -146,6 +146,17 @@ def _archiver_command() -> list[str]:
 # --- the emulator ------------------------------------------------------------------------------------
 
 
+def stop_child(process: subprocess.Popen[Any]) -> None:
+    """Stop a server the benchmark started: SIGTERM, then SIGKILL after 15 s; reaped either way."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
 @dataclass(frozen=True, slots=True)
 class EmulatorSpec:
     outgoing: int
@@ -235,13 +246,7 @@ class Emulator:
         process, self.process = self.process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+        stop_child(process)
         if process.stdout is not None:
             process.stdout.close()
 
