@@ -288,7 +288,8 @@ def overview(request: Request) -> Response:
         days = day_counts(db, filters, context.zone)
     request.state.rows = sum(count for _day, _state, count in days)
     recent_days = sorted({day for day, _state, _count in days})[-92:]
-    daily = [item for item in days if item[0] in set(recent_days)]
+    shown_days = set(recent_days)
+    daily = [item for item in days if item[0] in shown_days]
     summaries = [
         summary
         for service in ([filters.service] if filters.service else context.index.services())
