@@ -7,9 +7,6 @@ OVH says so explicitly: a 404 on its own GET, or a batch element whose error say
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import platform
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -17,6 +14,7 @@ from typing import Any
 import structlog
 
 from archiver.errors import AuthError, NotGrantedError, SourceError
+from archiver.memory import release_free_memory
 from archiver.naming import Direction
 from archiver.source.answers import NotFound
 from archiver.source.client import ApiClient
@@ -26,31 +24,6 @@ __all__ = ["GONE", "Fetcher", "release_free_memory", "says_not_found"]
 log = structlog.get_logger()
 
 GONE: Any = None  # what fetch yields for an id the API no longer has (404)
-
-
-@functools.cache
-def _glibc() -> Any:
-    """glibc, or None under another C library."""
-    if platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-
-
-def release_free_memory() -> None:
-    """Give the pages malloc holds free back to the system (glibc's ``malloc_trim``; elsewhere nothing).
-
-    Called between chunks of a long fetch: a chunk's answers and records are freed by then, and the
-    holes they leave in malloc's heaps (one per fetch thread that allocated: glibc gives threads their
-    own arenas) would otherwise stay resident, chunk after chunk. Measured on a first cycle of 200,000
-    SMS with 32 fetch threads: peak RSS 85 MiB, 131 without (and 87 vs 85 with the arenas capped at
-    two as well, so they are not); bench/README.md, "first backfill".
-    """
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
 
 
 class BatchUnsupported(Exception):
