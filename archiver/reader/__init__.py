@@ -3,17 +3,18 @@
 - ``parts.py``: the parts listed, grouped by month and day, opened, summarised (``sms-archiver months``);
 - ``newest.py``: ``ArchiveParts`` and ``Resolution``, the newest version of each id, a day's records merged;
   its docstring states the rule every reader follows (retrieve, verify, compaction, retention, the web);
+- ``day_bytes.py``: a day as its stored bytes, sorted with no CSV parse (``retrieve``'s fast path);
+- ``prefetch.py``: the parts of the days ahead read in background threads while a day is worked on;
 - ``check.py``: a part re-read against its manifest entry (verify, and retention's proof).
 """
 
 from __future__ import annotations
 
 from archiver.reader.check import MonthCheck, Problem, check_part, read_checked, verify_month
+from archiver.reader.day_bytes import day_chunks, day_rows
 from archiver.reader.newest import (
     ArchiveParts,
     Resolution,
-    day_chunks,
-    day_rows,
     iter_day_records,
     iter_day_sources,
     iter_records,

@@ -18,7 +18,7 @@ in another zone, or the send time taken for the creation time: UNKNOWN, see the 
   for their ids (ids only); each id stored in several parts is given to the part written last,
   and every other row of it is dropped, in whichever month or day it sits. A group whose parts all
   lie in one day may instead be settled when that day is read, from the ids read then
-  (``Resolution.deferred``, ``day_chunks``): the same rule, the day read once instead of twice.
+  (``Resolution.deferred``, ``day_bytes.day_chunks``): the same rule, the day read once instead of twice.
 
 Memory: one entry per row of the largest group of overlapping parts while it is scanned, then one
 per id stored more than once.
@@ -34,7 +34,7 @@ import heapq
 import io
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -45,14 +45,13 @@ from archiver.naming import Direction
 from archiver.reader.parts import (
     READ_WHOLE_BELOW,
     StoredPart,
-    day_clusters,
     id_range,
     listed_parts,
     open_part,
     overlapping_groups,
     stored_part,
 )
-from archiver.reader.rows import RowShape, row_shape, scanned_ids, shaped_ids, split_rows, stored_rows
+from archiver.reader.rows import scanned_ids
 from archiver.records import COLUMNS, Record, record_from_row
 from archiver.store import ObjectInfo, Store
 from archiver.store.layout import PartKey, parse_part_key, service_prefix
@@ -60,8 +59,6 @@ from archiver.store.layout import PartKey, parse_part_key, service_prefix
 __all__ = [
     "ArchiveParts",
     "Resolution",
-    "day_chunks",
-    "day_rows",
     "iter_day_records",
     "iter_day_sources",
     "iter_records",
@@ -135,15 +132,23 @@ class Resolution:
         parts: Iterable[StoredPart],
         direction: Direction,
         ids: Mapping[str, list[int]] | None = None,
+        *,
+        distinct: Collection[str] = (),
     ) -> None:
         """Resolve the deferred groups that hold one of ``parts``: from ``ids`` (a part's ids, in its
-        row order) when it has every part of the group, else by scanning them (``add_group``)."""
+        row order) when it has every part of the group, else by scanning them (``add_group``).
+
+        ``distinct``: parts the caller read and found to hold no id twice, even across them: a group
+        made of them only has nothing to resolve (its ids need not be given).
+        """
         for stored in parts:
             group = self.deferred.get(stored.info.key)
             if group is None:
                 continue
             for member in group:
                 self.deferred.pop(member.info.key, None)
+            if all(member.info.key in distinct for member in group):
+                continue
             if ids is not None and all(member.info.key in ids for member in group):
                 ordered = sorted(group, key=lambda member: member.version)
                 self._resolve([(member.info.key, ids[member.info.key]) for member in ordered])
@@ -316,136 +321,6 @@ def iter_day_sources(
         if sms_id != last_id:
             last_id = sms_id
             yield record, ranked[rank]
-
-
-# A day whose parts hold less than this is sorted in memory (``day_rows``); a larger one is merged
-# part by part (``iter_day_sources``), which holds one row per part whatever the day's size.
-SORT_DAY_BELOW = 32 * 1024 * 1024
-
-
-def day_rows(
-    store: Store, parts: list[StoredPart], direction: Direction, resolution: Resolution, *, delimiter: str
-) -> list[bytes] | None:
-    """What ``iter_day_records`` gives, as the rows' stored bytes (each with its line end), parsed no further.
-
-    The same rule and order: one row per id, its newest version, by (creation instant, id). Parts are
-    written in one CSV dialect, so a stored row is the bytes ``retrieve`` would write for it. None,
-    having read nothing or little, when that cannot be relied on: a day too large to hold, a part
-    written with another delimiter, or rows that do not count up to what the manifest recorded.
-    """
-    if sum(stored.info.size for stored in parts) >= SORT_DAY_BELOW:
-        return None
-    resolution.settle(store, parts, direction)
-    ranked = sorted(parts, key=lambda stored: stored.version, reverse=True)  # rank 0: the newest part
-    keyed: list[tuple[dt.datetime, int, int, bytes]] = []
-    for rank, stored in enumerate(ranked):
-        rows = stored_rows(_part_bytes(store, stored), COLUMNS[direction], delimiter, stored.rows)
-        if rows is None:
-            return None
-        keyed += [(created, sms_id, rank, row) for created, sms_id, row in rows]
-    # Timsort merges the parts' sorted runs; (instant, id, rank) is unique, so rows are never compared.
-    keyed.sort()
-    # ``Resolution.keeps`` inlined: this loop runs once per row of the day.
-    winners = resolution.winners
-    keys = [stored.info.key for stored in ranked]
-    kept: list[bytes] = []
-    last_id: int | None = None
-    for _created, sms_id, rank, row in keyed:
-        if sms_id == last_id:
-            continue  # an older version of the row just kept
-        winner = winners.get(sms_id)
-        if winner is not None and winner != keys[rank]:
-            continue  # a newer version of this id is stored elsewhere, maybe in another day or month
-        last_id = sms_id
-        kept.append(row)
-    return kept
-
-
-# A day read by ``day_chunks`` is held up to about three times (bytes, rows, a cluster joined): a larger
-# one goes to ``day_rows`` and the record merge, which hold less per byte.
-CHUNK_DAY_BELOW = 16 * 1024 * 1024
-
-
-def day_chunks(
-    store: Store, parts: list[StoredPart], direction: Direction, resolution: Resolution, *, delimiter: str
-) -> tuple[list[bytes | memoryview], int] | None:
-    """A whole day as ``retrieve`` writes it (one row per id, newest version, by (instant, id)): its
-    bytes in pieces, and its rows. Nothing per row runs in Python; None, having written nothing, when
-    that cannot be relied on (the caller then reads the day cluster by cluster).
-
-    Each part is read once. A part alone in its span (``day_clusters``) that holds only newest
-    versions is given as stored. The others are split at their line ends (``rows.split_rows``:
-    refused when a message holds one) and their ids read by one pattern that fixes the width of ids
-    and instants (``rows.RowShape``: refused otherwise); those ids settle the deferred groups of the
-    day (``Resolution.settle``), rows of older versions are dropped, and the rows of parts whose spans
-    overlap are sorted by their ``(instant, id)`` bytes.
-    """
-    if not parts or sum(stored.info.size for stored in parts) >= CHUNK_DAY_BELOW:
-        return None
-    if any(stored.rows is None for stored in parts):
-        return None  # counts not recorded: nothing below could be checked
-    header = delimiter.join(COLUMNS[direction]).encode()
-    data: dict[str, bytes] = {}
-    for stored in parts:
-        try:
-            data[stored.info.key] = _part_bytes(store, stored)
-        except KeyError:
-            return None  # deleted since the listing (compaction): the record readers know what to do
-        if not data[stored.info.key].startswith(header + b"\r\n"):
-            return None  # another delimiter or header: re-encoded by the record readers
-    clusters = day_clusters(parts)
-    merged = {stored.info.key for cluster in clusters if len(cluster) > 1 for stored in cluster}
-    rows: dict[str, list[bytes]] = {}
-    ids: dict[str, list[int]] = {}
-    shape: RowShape | None = None
-    for stored in parts:
-        key = stored.info.key
-        if key not in merged and key not in resolution.deferred and key not in resolution.losing:
-            continue  # copied as stored: its rows need not be found
-        found = split_rows(data[key], header, stored.rows)
-        if found is None:
-            return None
-        if shape is None and found:
-            shape = row_shape(found[0], delimiter.encode())
-        part_ids = shaped_ids(data[key], shape, len(found)) if shape is not None else [] if not found else None
-        if part_ids is None or len(set(part_ids)) != len(part_ids):
-            return None  # another shape of row, or an id twice in one part: the record readers decide
-        rows[key], ids[key] = found, part_ids
-        if key in merged:
-            del data[key]  # its rows are copies: memory holds the day about twice, not three times
-    resolution.settle(store, parts, direction, ids)
-    chunks: list[bytes | memoryview] = []
-    count = 0
-    start = len(header) + 2
-    for cluster in clusters:
-        if len(cluster) == 1 and resolution.whole(cluster[0]):
-            chunks.append(memoryview(data[cluster[0].info.key])[start:])
-            count += cluster[0].rows or 0
-            continue
-        kept: list[bytes] = []
-        for stored in cluster:
-            key = stored.info.key
-            if key in resolution.losing:
-                winners = resolution.winners
-                kept += itertools.compress(rows.pop(key), [winners.get(sms_id, key) == key for sms_id in ids[key]])
-            else:
-                kept += rows.pop(key)
-        if len(cluster) > 1 and shape is not None:
-            shape.sort(kept)  # each id is left once: the order is (instant, id) and nothing else
-        if kept:
-            chunks += (b"\r\n".join(kept), b"\r\n")
-            count += len(kept)
-    return chunks, count
-
-
-def _part_bytes(store: Store, stored: StoredPart) -> bytes:
-    data = store.get(stored.info.key)
-    if stored.part.compressed:
-        try:
-            return gzip.decompress(data)
-        except (OSError, EOFError) as error:
-            raise IntegrityError(f"{stored.info.key}: unreadable ({error})") from None
-    return data
 
 
 def resolved_copies(

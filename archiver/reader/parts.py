@@ -12,12 +12,15 @@ import io
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from archiver.manifest import PartEntry, load_manifest, parse_row_key
 from archiver.naming import Direction
 from archiver.store import ObjectInfo, Store
 from archiver.store.layout import PartKey, month_prefix, parse_month_key, parse_part_key, service_of_key, service_prefix
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 __all__ = [
     "MonthSummary",
@@ -183,7 +186,7 @@ def day_clusters(parts: list[StoredPart]) -> list[list[StoredPart]]:
     return clusters
 
 
-def copy_part_body(store: Store, stored: StoredPart, output: BinaryIO, *, delimiter: str) -> bool:
+def copy_part_body(store: Store, stored: StoredPart, output: SupportsWrite[bytes], *, delimiter: str) -> bool:
     """Copy a part's data rows (its bytes after the header) to ``output``, if written with ``delimiter``.
 
     A part is sorted and holds each id once, so a day stored as one part needs no parsing at all.

@@ -115,11 +115,12 @@ def row_shape(first_row: bytes, delimiter: bytes) -> RowShape | None:
     return RowShape(len(match[1]), len(match[2]), pattern)
 
 
-def shaped_ids(data: bytes, shape: RowShape, expected: int) -> list[int] | None:
-    """The ids of a part's rows, if every row starts in ``shape``; None otherwise.
+def shaped_ids(data: bytes, shape: RowShape, expected: int) -> list[bytes] | None:
+    """The ids of a part's rows, in order, as their digits (all of one width: ``int`` when needed); None
+    unless every row starts in ``shape``.
 
     For a part whose rows ``split_rows`` found (no line end inside a row), a match can only sit at a
     row's start, and each row has one: the matches number the rows exactly when every row is of the shape.
     """
-    ids = shape.pattern.findall(data)
-    return list(map(int, ids)) if len(ids) == expected else None
+    ids: list[bytes] = shape.pattern.findall(data)
+    return ids if len(ids) == expected else None

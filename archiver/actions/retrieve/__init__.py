@@ -12,12 +12,26 @@ import gzip
 import io
 import re
 from collections.abc import Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from archiver.actions.retrieve.write_behind import WriteBehind
 from archiver.errors import ConfigError
+from archiver.memory import share_one_arena
 from archiver.naming import Direction
-from archiver.reader import ArchiveParts, copy_part_body, day_chunks, day_clusters, day_rows, iter_day_records
+from archiver.reader import (
+    ArchiveParts,
+    Resolution,
+    StoredPart,
+    copy_part_body,
+    day_chunks,
+    day_clusters,
+    day_rows,
+    iter_day_records,
+)
+from archiver.reader.day_bytes import fits_day_chunks
+from archiver.reader.prefetch import AheadDay, days_ahead
 from archiver.records import COLUMNS, Record
 from archiver.store import Store
 
@@ -75,55 +89,103 @@ def run_retrieve(
     output: BinaryIO,
     fmt: OutputFormat,
 ) -> int:
-    """Write the months' records as one CSV to ``output``; return the number of data rows."""
+    """Write the months' records as one CSV to ``output``; return the number of data rows.
+
+    Three things at once (``days_ahead``, ``WriteBehind``): the next days' parts are read, the current
+    day is sorted, the previous one is written. Memory holds a few days, whatever the months' size.
+    """
     columns = COLUMNS[direction]
     unknown = [column for column in fmt.filters if column not in columns]
     if unknown:
         raise ConfigError(f"{direction} records have no {', '.join(unknown)} column to filter on")
+    share_one_arena()  # parts read by other threads, freed by this one: see archiver/memory.py
     raw: BinaryIO = gzip.GzipFile(fileobj=output, mode="wb", mtime=0) if fmt.gzip else output  # type: ignore[assignment]
-    text = io.TextIOWrapper(raw, encoding="utf-8-sig" if fmt.excel else "utf-8", newline="", write_through=False)
-    writer = csv.writer(text, delimiter=fmt.delimiter, quotechar='"', quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-    writer.writerow(columns)
-    # Rows that need no change (no filter, no formula rewrite) may be copied as stored bytes.
-    verbatim = not fmt.filters and not fmt.neutralize_formulas
-    count = 0
-    index = ArchiveParts(store, service, direction)
-    # Groups of overlapping parts inside one day are resolved as that day is read (read once, not twice).
-    resolution = index.resolution(months, defer_days=True)
-    for year, month in months:
-        for _day, day_parts in index.days(year, month):
-            # The day as stored bytes, sorted without a per-row step, when its rows can be relied on.
-            if verbatim and (found := day_chunks(store, day_parts, direction, resolution, delimiter=fmt.delimiter)):
-                text.flush()
-                chunks, rows_found = found
-                for chunk in chunks:
-                    raw.write(chunk)
-                count += rows_found
-                continue
-            resolution.settle(store, day_parts, direction)  # before ``whole`` speaks of these parts
-            for parts in day_clusters(day_parts):
-                # A part that holds only newest versions, alone in its span, is copied as it is.
-                rows = parts[0].rows if len(parts) == 1 and resolution.whole(parts[0]) else None
-                if verbatim and rows is not None:
-                    text.flush()  # what the writer buffered goes out before the copied bytes
-                    if copy_part_body(store, parts[0], raw, delimiter=fmt.delimiter):
-                        count += rows
-                        continue
-                # Overlapping parts: sorted as stored bytes when they fit in memory, else merged as records.
-                if verbatim and (merged := day_rows(store, parts, direction, resolution, delimiter=fmt.delimiter)):
-                    text.flush()
-                    raw.write(b"".join(merged))
-                    count += len(merged)
-                    continue
-                for record in iter_day_records(store, parts, direction, resolution):
-                    if fmt.filters and not _matches(record, fmt.filters):
-                        continue
-                    fields = record.fields
-                    writer.writerow(map(safe_for_spreadsheets, fields) if fmt.neutralize_formulas else fields)
-                    count += 1
-    text.flush()
-    text.detach()
+    with WriteBehind(raw) as out:
+        count = _MonthsWriter(store, service, direction, out, fmt).write(months)
     if fmt.gzip:
         raw.close()  # writes the gzip trailer; the caller's stream stays open
     output.flush()
     return count
+
+
+# Parts read ahead (stored bytes; the next day's at least): many small days read in parallel hide
+# the store's latency; a large day needs no more than itself ahead, and each MB here is held in memory.
+READ_AHEAD_BYTES = 8 * 1024 * 1024
+# The rows the CSV writer encodes are handed to the output every so many (memory: one such batch).
+_ROWS_PER_HANDOVER = 4096
+
+
+class _MonthsWriter:
+    """Writes the days of the months read, in order, as pieces for ``WriteBehind``."""
+
+    def __init__(self, store: Store, service: str, direction: Direction, out: WriteBehind, fmt: OutputFormat) -> None:
+        self.store, self.direction, self.out, self.fmt = store, direction, out, fmt
+        self.index = ArchiveParts(store, service, direction)
+        # Rows that need no change (no filter, no formula rewrite) may be copied as stored bytes.
+        self.verbatim = not fmt.filters and not fmt.neutralize_formulas
+        # What the CSV writer encodes is buffered here, and handed over in order with the copied bytes.
+        self.encoded = io.BytesIO()
+        self.text = io.TextIOWrapper(
+            self.encoded, encoding="utf-8-sig" if fmt.excel else "utf-8", newline="", write_through=False
+        )
+        self.writer = csv.writer(
+            self.text, delimiter=fmt.delimiter, quotechar='"', quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n"
+        )
+        self.count = 0
+
+    def write(self, months: list[tuple[int, int]]) -> int:
+        """Write the header and every row of ``months``; return the number of rows."""
+        self.writer.writerow(COLUMNS[self.direction])
+        self._hand_over()
+        # Groups of overlapping parts inside one day are resolved as that day is read (read once, not twice).
+        resolution = self.index.resolution(months, defer_days=True)
+        days = (day for year, month in months for day in self.index.days(year, month))
+        wanted = fits_day_chunks if self.verbatim else _never
+        with closing(days_ahead(self.store, days, wanted=wanted, ahead_bytes=READ_AHEAD_BYTES)) as read_ahead:
+            for ahead in read_ahead:
+                self._write_day(ahead, resolution)
+        return self.count
+
+    def _write_day(self, ahead: AheadDay, resolution: Resolution) -> None:
+        store, direction, delimiter = self.store, self.direction, self.fmt.delimiter
+        # The day as stored bytes, sorted without a per-row step, when its rows can be relied on.
+        if self.verbatim and (
+            found := day_chunks(store, ahead.parts, direction, resolution, delimiter=delimiter, read=ahead.read)
+        ):
+            chunks, rows_found = found
+            self.out.write_all(chunks)
+            self.count += rows_found
+            return
+        resolution.settle(store, ahead.parts, direction)  # before ``whole`` speaks of these parts
+        for parts in day_clusters(ahead.parts):
+            # A part that holds only newest versions, alone in its span, is copied as it is.
+            rows = parts[0].rows if len(parts) == 1 and resolution.whole(parts[0]) else None
+            if self.verbatim and rows is not None and copy_part_body(store, parts[0], self.out, delimiter=delimiter):
+                self.count += rows
+                continue
+            # Overlapping parts: sorted as stored bytes when they fit in memory, else merged as records.
+            if self.verbatim and (merged := day_rows(store, parts, direction, resolution, delimiter=delimiter)):
+                self.out.write(b"".join(merged))
+                self.count += len(merged)
+                continue
+            for record in iter_day_records(store, parts, direction, resolution):
+                if self.fmt.filters and not _matches(record, self.fmt.filters):
+                    continue
+                fields = record.fields
+                self.writer.writerow(map(safe_for_spreadsheets, fields) if self.fmt.neutralize_formulas else fields)
+                self.count += 1
+                if self.count % _ROWS_PER_HANDOVER == 0:
+                    self._hand_over()
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """What the CSV writer encoded goes out, after everything given before it."""
+        self.text.flush()
+        if self.encoded.tell():
+            self.out.write(self.encoded.getvalue())
+            self.encoded.seek(0)
+            self.encoded.truncate()
+
+
+def _never(_parts: list[StoredPart]) -> bool:
+    return False

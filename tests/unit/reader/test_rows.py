@@ -18,6 +18,7 @@ from archiver.config import ArchiveSettings
 from archiver.csvfile import encode_rows
 from archiver.manifest import record_parts
 from archiver.reader import ArchiveParts, day_chunks, day_rows, iter_day_records
+from archiver.reader.day_bytes import write_piece
 from archiver.reader.rows import stored_rows
 from archiver.records import COLUMNS, Record, format_instant
 from archiver.store import LocalStore
@@ -170,7 +171,10 @@ def test_a_day_read_as_chunks_equals_the_day_merged_as_records(tmp_path_factory,
             deferred.settle(store, parts, "incoming")
             continue
         chunks, count = found
-        assert b"".join(chunks) == expected
+        written = io.BytesIO()
+        for piece in chunks:
+            write_piece(written, piece)
+        assert written.getvalue() == expected
         assert count == len(merged)
     # Settled day by day, the deferred resolution decides as the full scan did.
     assert (deferred.winners, deferred.losing, deferred.deferred) == (scanned.winners, scanned.losing, {})
@@ -184,7 +188,7 @@ def test_a_part_of_another_width_or_a_message_with_a_line_break_is_refused() -> 
     rows = split_rows(clean, header, 2)
     assert rows is not None and len(rows) == 2
     shape = row_shape(rows[0], b";")
-    assert shape is not None and shaped_ids(clean, shape, 2) == [1000, 1001]
+    assert shape is not None and shaped_ids(clean, shape, 2) == [b"1000", b"1001"]
     broken = encode_rows(COLUMNS["incoming"], incoming_rows(["two\r\nlines", "bye"])).data
     assert split_rows(broken, header, 2) is None
     wider = encode_rows(COLUMNS["incoming"], [*incoming_rows(["a"]), ("99999", CREATED, "+336", "", "b", "1")]).data
