@@ -50,6 +50,7 @@ from archiver.schedule import parse_schedule
 __all__ = [
     "DEFAULT_ACCOUNT",
     "ENV_PREFIX",
+    "PRIVATE_ENDPOINT",
     "ArchiveSettings",
     "ComplianceSettings",
     "DaemonSettings",
@@ -69,6 +70,9 @@ __all__ = [
 ENV_PREFIX = "SMS_ARCHIVER_"
 # The account of a configuration without ``accounts``: its ``ovh`` section.
 DEFAULT_ACCOUNT = "default"
+# python-ovh knows endpoints by name only: a URL endpoint is registered under this prefix and a hash
+# (``source.client.register_endpoint``).
+PRIVATE_ENDPOINT = "sms-archiver-"
 _DEFAULT_SECRET_DIRS = ("/run/secrets",)
 
 
@@ -134,7 +138,8 @@ class OvhSettings(_Section):
                 raise ValueError("a URL endpoint must end with /1.0 (e.g. https://eu.api.ovh.com/1.0)")
             return value.rstrip("/")
         if value not in ovh.client.ENDPOINTS:
-            known = ", ".join(sorted(ovh.client.ENDPOINTS))
+            # The names a user can type: not the private ones URL endpoints are registered under.
+            known = ", ".join(sorted(name for name in ovh.client.ENDPOINTS if not name.startswith(PRIVATE_ENDPOINT)))
             raise ValueError(f"unknown endpoint {value!r}; use one of {known}, or an http(s)://.../1.0 URL")
         return value
 

@@ -28,7 +28,7 @@ import requests.adapters
 import requests.utils
 import structlog
 
-from archiver.config import OvhSettings
+from archiver.config import PRIVATE_ENDPOINT, OvhSettings
 from archiver.errors import ConfigError, SourceError
 from archiver.source.answers import ClockSkew, Retryable, answer_error, network_failure
 from archiver.source.limits import AdaptiveConcurrency, RateLimiter, backoff_delay
@@ -56,7 +56,7 @@ def register_endpoint(endpoint: str) -> str:
     """
     if not endpoint.startswith(("http://", "https://")):
         return endpoint
-    name = "sms-archiver-" + hashlib.sha256(endpoint.encode()).hexdigest()[:12]
+    name = PRIVATE_ENDPOINT + hashlib.sha256(endpoint.encode()).hexdigest()[:12]
     ovh.client.ENDPOINTS[name] = endpoint
     return name
 

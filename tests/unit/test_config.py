@@ -324,3 +324,19 @@ def test_a_whole_account_is_never_echoed(monkeypatch: pytest.MonkeyPatch, tmp_pa
         load_settings()
     assert "SMS_ARCHIVER_ACCOUNTS__AGENCY" in str(error.value)
     assert "DO-NOT-LEAK" not in str(error.value)
+
+
+def test_an_unknown_endpoint_lists_the_names_a_user_can_type_not_urls_registered_at_run_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """URL endpoints are registered in python-ovh under private names (``source.client.register_endpoint``):
+    a long-running process (or a test session) collects many; the message must not list them."""
+    from archiver.source.client import register_endpoint
+
+    private = register_endpoint("http://127.0.0.1:9/1.0")
+    monkeypatch.setenv("SMS_ARCHIVER_STORAGE__URL", "file:///tmp/a")
+    monkeypatch.setenv("SMS_ARCHIVER_OVH__ENDPOINT", "ovh-mars")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "ovh-eu" in str(caught.value)
+    assert private not in str(caught.value)
