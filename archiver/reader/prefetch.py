@@ -21,9 +21,6 @@ from archiver.store import Store
 
 __all__ = ["AheadDay", "days_ahead"]
 
-# Enough parallel GETs to hide an S3 round trip behind a day's work; parts are small objects.
-READ_THREADS = 8
-
 
 @dataclass(slots=True)
 class AheadDay:
@@ -46,14 +43,19 @@ def days_ahead(
     *,
     wanted: Callable[[list[StoredPart]], bool],
     ahead_bytes: int,
-    threads: int = READ_THREADS,
+    threads: int,
 ) -> Generator[AheadDay, None, None]:
     """``days`` in order, each with its parts being read ahead if ``wanted`` (a day a reader of whole
     days will take); up to ``ahead_bytes`` of stored bytes ahead, and always the next wanted day.
+    With ``threads`` 1 or less (``Store.parallel_reads``), nothing is read ahead: each part is read
+    when asked for.
 
     Stopping early (an error, a closed generator) cancels what was not started and waits for the
     reads under way: no thread outlives the iteration.
     """
+    if threads <= 1:
+        yield from (AheadDay(day, parts, store, {}) for day, parts in days)
+        return
     source = iter(days)
     queue: deque[AheadDay] = deque()
     pending = 0  # stored bytes of the days queued

@@ -54,6 +54,11 @@ class Store(Protocol):
     of the content, as S3 computes for single-part uploads.
     """
 
+    # How many reads at once pay off for a reader that can read ahead (``retrieve``): 1 where a read
+    # is a copy from the page cache (threads would only take turns on the GIL), more where it is a
+    # round trip to a server.
+    parallel_reads: int
+
     def describe(self) -> str:
         """Say where this store writes, for messages (no credentials)."""
         ...

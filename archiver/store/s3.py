@@ -169,6 +169,8 @@ class S3Store:
 
     # Objects per list_objects_v2 call; tests lower it to exercise pagination.
     list_page_size = 1000
+    # A read is a round trip: enough GETs at once to hide it behind the work on a day (parts are small).
+    parallel_reads = 8
     # Seconds an emulated conditional write waits before reading back: a rival that looked at the
     # object before our put lands its own put within a request's time, so waiting longer than that
     # lets the read-back see it. Emulation only (lease writes, a few per cycle).

@@ -141,7 +141,10 @@ class _MonthsWriter:
         resolution = self.index.resolution(months, defer_days=True)
         days = (day for year, month in months for day in self.index.days(year, month))
         wanted = fits_day_chunks if self.verbatim else _never
-        with closing(days_ahead(self.store, days, wanted=wanted, ahead_bytes=READ_AHEAD_BYTES)) as read_ahead:
+        threads = self.store.parallel_reads
+        with closing(
+            days_ahead(self.store, days, wanted=wanted, ahead_bytes=READ_AHEAD_BYTES, threads=threads)
+        ) as read_ahead:
             for ahead in read_ahead:
                 self._write_day(ahead, resolution)
         return self.count

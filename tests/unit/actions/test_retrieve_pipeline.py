@@ -112,6 +112,25 @@ def test_leaving_on_an_error_ends_the_thread_and_the_output_is_a_prefix() -> Non
     assert not [thread for thread in threading.enumerate() if thread.name == "write-behind"]
 
 
+class CountingStore(LocalStore):
+    """A local store that counts the objects read, may fail to read one, and is read ahead as S3 is."""
+
+    parallel_reads = 4
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: list[str] = []
+        self.lock = threading.Lock()
+        self.fail: str | None = None  # a part whose read fails (the store went away)
+
+    def get(self, key: str) -> bytes:
+        with self.lock:
+            self.reads.append(key)
+        if key == self.fail:
+            raise StorageError(f"cannot get {key}: connection reset")
+        return super().get(key)
+
+
 def _month(store: LocalStore, *, days: int = 6, writes: int = 3, per_write: int = 40) -> None:
     """A month of ``days`` days, each with ``writes`` interleaved parts (they overlap: the sorted path)."""
     archive = ArchiveSettings(timezone="UTC")
@@ -136,8 +155,9 @@ def _expected(store: LocalStore) -> bytes:
     return text.getvalue().encode()
 
 
-def test_the_pipeline_gives_the_bytes_of_the_record_readers(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_the_pipeline_gives_the_bytes_of_the_record_readers(tmp_path: Path, read_ahead: bool) -> None:
+    store = CountingStore(tmp_path) if read_ahead else LocalStore(tmp_path)
     _month(store)
     output = io.BytesIO()
     assert run_retrieve(store, SERVICE, "incoming", [(2025, 3)], output, OutputFormat()) == 6 * 40
@@ -145,23 +165,6 @@ def test_the_pipeline_gives_the_bytes_of_the_record_readers(tmp_path: Path) -> N
     zipped = io.BytesIO()
     run_retrieve(store, SERVICE, "incoming", [(2025, 3)], zipped, OutputFormat(gzip=True))
     assert gzip.decompress(zipped.getvalue()) == _expected(store)
-
-
-class CountingStore(LocalStore):
-    """A local store that counts the objects read, and may fail to read one."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.reads: list[str] = []
-        self.lock = threading.Lock()
-        self.fail: str | None = None  # a part whose read fails (the store went away)
-
-    def get(self, key: str) -> bytes:
-        with self.lock:
-            self.reads.append(key)
-        if key == self.fail:
-            raise StorageError(f"cannot get {key}: connection reset")
-        return super().get(key)
 
 
 def test_reading_ahead_is_bounded_and_in_order(tmp_path: Path) -> None:
@@ -190,7 +193,7 @@ def test_a_reader_that_stops_early_leaves_no_thread(tmp_path: Path) -> None:
     store = CountingStore(tmp_path)
     _month(store)
     index = ArchiveParts(store, SERVICE, "incoming")
-    reader = days_ahead(store, index.days(2025, 3), wanted=lambda _parts: True, ahead_bytes=10**9)
+    reader = days_ahead(store, index.days(2025, 3), wanted=lambda _parts: True, ahead_bytes=10**9, threads=4)
     next(reader)
     reader.close()
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("read-ahead")]
