@@ -152,13 +152,14 @@ def test_building_and_parsing_the_command_line_imports_no_command() -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["retrieve", "--month", "2025-03", "--direction", "incoming", "-o", "{out}"],
-        ["months"],
-        ["verify", "--month", "2025-03"],
-        ["status"],
-        ["state", "show"],
+        pytest.param(["retrieve", "--month", "2025-03", "--direction", "incoming", "-o", "{out}"], id="retrieve"),
+        pytest.param(["months"], id="months"),
+        pytest.param(["verify", "--month", "2025-03"], id="verify"),
+        pytest.param(["status"], id="status"),
+        pytest.param(["state", "show"], id="state show"),
+        pytest.param(["hold", "list"], id="hold list"),
+        pytest.param(["erase", "--number", "+33612345678"], id="erase, a dry run"),
     ],
-    ids=lambda argv: argv[0] if argv[0] != "state" else "state show",
 )
 def test_reading_a_local_archive_imports_neither_s3_nor_ovh_nor_the_web(tmp_path: Path, argv: list[str]) -> None:
     archive = _archive(tmp_path / "archive")
