@@ -3,9 +3,9 @@
 ``build_parser`` is the one place where subcommands are registered: a new one is a line there (name,
 handler, help) and, if it takes options, a small function beside the others.
 
-A handler is named, ``module:function`` in ``archiver.cli.commands``, and imported only when its command
-runs: importing every command's module to build the parser would make each command pay for all the others
-(the OVH client, boto3, the web server: half a second before ``retrieve`` reads a byte; issue 12). So this
+Handlers are named (``module:function`` in ``archiver.cli.commands``) and imported only when their command
+runs: importing every command's module to build the parser made each command pay for all the others (the
+archive cycle, the OVH client, boto3: half a second before ``retrieve`` read a byte; issue 12). So this
 module imports nothing heavy, and what the parser needs (argument types, the directions) is defined here or
 in a light module.
 """
