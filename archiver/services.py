@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
@@ -32,8 +32,10 @@ from archiver.config import OvhSettings, Settings
 from archiver.errors import ConfigError, CycleInterrupted
 from archiver.naming import check_service_name
 from archiver.reader import archived_services
-from archiver.source import OvhSource
 from archiver.store import Store
+
+if TYPE_CHECKING:
+    from archiver.source import OvhSource
 
 __all__ = ["Accounts", "holds_service", "services_at_ovh", "services_known", "services_to_maintain"]
 
@@ -90,6 +92,10 @@ class Accounts:
     """
 
     def __init__(self, settings: Settings) -> None:
+        # Here, not at the top: the OVH client (python-ovh, requests) only for the commands that talk to OVH,
+        # not for those that only read the archive and import this module for ``services_known`` (start-up time).
+        from archiver.source import OvhSource
+
         self.settings = settings
         self.sources: dict[str, OvhSource] = {}
         try:

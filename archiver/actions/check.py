@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 from archiver.errors import ArchiverError
 from archiver.source import CLOCK_TOLERANCE_SECONDS, OvhSource
-from archiver.store import LocalStore, S3Store, Store, open_store
+from archiver.store import LocalStore, Store, open_store
 
 if TYPE_CHECKING:
     from archiver.config import OvhSettings, Settings
+    from archiver.store import S3Store  # a type only: boto3 is imported when an s3:// store is opened
 
 __all__ = ["CheckResult", "check_ovh_services", "check_storage", "run_check"]
 

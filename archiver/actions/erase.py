@@ -29,6 +29,7 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -42,10 +43,13 @@ from archiver.reader import ArchiveParts, Resolution, StoredPart, iter_day_recor
 from archiver.records import COLUMNS, Record, record_from_row
 from archiver.rewrite import rewrite_day
 from archiver.services import services_known
-from archiver.source import OvhSource
 from archiver.store import Store
 from archiver.store.layout import parse_part_key, service_prefix
 from archiver.store.lease import Lease
+
+if TYPE_CHECKING:
+    # A type only: the OVH client is imported by whoever makes a source (--at-ovh), not by a dry run.
+    from archiver.source import OvhSource
 
 __all__ = [
     "ERASURE_KEY_SETTING",

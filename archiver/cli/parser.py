@@ -2,34 +2,69 @@
 
 ``build_parser`` is the one place where subcommands are registered: a new one is a line there (name,
 handler, help) and, if it takes options, a small function beside the others.
+
+Handlers are named (``module:function`` in ``archiver.cli.commands``) and imported only when their command
+runs: importing every command's module to build the parser made each command pay for all the others (the
+archive cycle, the OVH client, boto3: half a second before ``retrieve`` read a byte; issue 12). So this
+module imports nothing heavy, and what the parser needs (argument types, the directions) is defined here or
+in a light module.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from archiver.cli.commands.archiving import cmd_archive, cmd_backfill, cmd_run
-from archiver.cli.commands.check_config import cmd_check_config
-from archiver.cli.commands.erase import cmd_erase
-from archiver.cli.commands.maintenance import cmd_compact, cmd_retention, cmd_verify
-from archiver.cli.commands.reading import cmd_months, cmd_retrieve
-from archiver.cli.commands.state import cmd_state_reset, cmd_state_show
-from archiver.cli.commands.status import cmd_status
-from archiver.cli.commands.tools import cmd_demo, cmd_emulator, installed_version
-from archiver.cli.commands.web import cmd_web
 from archiver.naming import DIRECTIONS
 
-__all__ = ["Handler", "build_parser", "day_argument", "delimiter_argument"]
+__all__ = ["Handler", "LazyHandler", "build_parser", "day_argument", "delimiter_argument"]
 
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 
 if TYPE_CHECKING:
     # What ``add_subparsers`` returns: argparse names its class as private, but it is what typeshed declares.
     _Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+class LazyHandler:
+    """A command's handler, ``module:function`` in ``archiver.cli.commands``, imported when the command runs."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def resolve(self) -> Handler:
+        """Import the handler's module (start-up time: only the command being run pays for its imports)."""
+        module, _, function = self.target.partition(":")
+        handler: Handler = getattr(importlib.import_module(f"archiver.cli.commands.{module}"), function)
+        return handler
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        return self.resolve()(args)
+
+    def __repr__(self) -> str:
+        return f"LazyHandler({self.target!r})"
+
+
+class _VersionAction(argparse._VersionAction):
+    """``--version``, the installed version looked up when asked for (start-up time: importlib.metadata)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from archiver.cli.commands.tools import installed_version
+
+        self.version = f"%(prog)s {installed_version()}"
+        super().__call__(parser, namespace, values, option_string)
 
 
 def delimiter_argument(text: str) -> str:
@@ -49,48 +84,70 @@ def day_argument(text: str) -> dt.date:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``sms-archiver`` parser; each subcommand sets ``handler``, the function that runs it."""
+    """The ``sms-archiver`` parser; each subcommand sets ``handler``, the function that runs it (a ``LazyHandler``)."""
     parser = _global_options()
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add = partial(_add_command, commands)
-    add("archive", cmd_archive, "Run one archive cycle over every configured service and direction.")
-    add("run", cmd_run, "Run the daemon: archive on a schedule, compact, verify, retention; sd_notify, metrics, pings.")
-    _json_option(
-        add("status", cmd_status, "Last cycle, cursor and lease of each service and direction; daemons' next runs.")
+    add("archive", "archiving:cmd_archive", "Run one archive cycle over every configured service and direction.")
+    add(
+        "run",
+        "archiving:cmd_run",
+        "Run the daemon: archive on a schedule, compact, verify, retention; sd_notify, metrics, pings.",
     )
-    _backfill_options(add("backfill", cmd_backfill, "Archive a bounded range of days without moving the cursor."))
-    add("check-config", cmd_check_config, "Validate settings and check that OVH and the storage answer.")
+    _json_option(
+        add(
+            "status",
+            "status:cmd_status",
+            "Last cycle, cursor and lease of each service and direction; daemons' next runs.",
+        )
+    )
+    _backfill_options(
+        add("backfill", "archiving:cmd_backfill", "Archive a bounded range of days without moving the cursor.")
+    )
+    add("check-config", "check_config:cmd_check_config", "Validate settings and check that OVH and the storage answer.")
     _add_state_commands(commands)
-    _months_options(add("months", cmd_months, "List the archived months with their rows, parts and sizes."))
+    _months_options(add("months", "reading:cmd_months", "List the archived months with their rows, parts and sizes."))
     _retrieve_options(
         add(
             "retrieve",
-            cmd_retrieve,
+            "reading:cmd_retrieve",
             "Write one or more archived months as one CSV (or an Excel workbook), each SMS once (newest version).",
         )
     )
     _verify_options(
-        add("verify", cmd_verify, "Re-read parts and check checksums, row counts and CSV against the manifests.")
+        add(
+            "verify",
+            "maintenance:cmd_verify",
+            "Re-read parts and check checksums, row counts and CSV against the manifests.",
+        )
     )
-    add("compact", cmd_compact, "Merge the parts of each settled day into one (verified before old parts go).")
+    add(
+        "compact",
+        "maintenance:cmd_compact",
+        "Merge the parts of each settled day into one (verified before old parts go).",
+    )
     _retention_options(
         add(
             "retention",
-            cmd_retention,
+            "maintenance:cmd_retention",
             "Delete SMS at OVH once verifiably archived, per SMS_ARCHIVER_RETENTION__*. A dry run unless --apply.",
         )
     )
     _erase_options(
         add(
             "erase",
-            cmd_erase,
+            "erase:cmd_erase",
             "Erasure request: remove every archived SMS to or from a phone number (held ones kept). A dry run unless"
             " --yes.",
         )
     )
-    _web_options(add("web", cmd_web, "Serve the history browser (pages, JSON API, CSV download) from the archive."))
+    _web_options(
+        add("web", "web:cmd_web", "Serve the history browser (pages, JSON API, CSV download) from the archive.")
+    )
     _add_emulator_command(commands)
-    _demo_options(add("demo", cmd_demo, "Archive sample data from the built-in OVH emulator: no OVH account needed."))
+    _demo_options(
+        add("demo", "tools:cmd_demo", "Archive sample data from the built-in OVH emulator: no OVH account needed.")
+    )
     _add_compliance_commands(commands)
     return parser
 
@@ -106,13 +163,13 @@ def _global_options() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override log.level")
     parser.add_argument("--log-format", choices=["auto", "json", "console"], help="override log.format")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     return parser
 
 
-def _add_command(commands: _Subcommands, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+def _add_command(commands: _Subcommands, name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
     sub = commands.add_parser(name, help=help_text, description=help_text)
-    sub.set_defaults(handler=handler)
+    sub.set_defaults(handler=LazyHandler(handler))
     return sub
 
 
@@ -129,11 +186,11 @@ def _add_state_commands(commands: _Subcommands) -> None:
     state = commands.add_parser("state", help="Show or reset the archive cursors.")
     actions = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     show = actions.add_parser("show", help="Cursor, pending re-checks and lease of each service.")
-    show.set_defaults(handler=cmd_state_show)
+    show.set_defaults(handler=LazyHandler("state:cmd_state_show"))
     show.add_argument("--service")
     _json_option(show)
     reset = actions.add_parser("reset", help="Forget a cursor so that the next cycle starts over.")
-    reset.set_defaults(handler=cmd_state_reset)
+    reset.set_defaults(handler=LazyHandler("state:cmd_state_reset"))
     reset.add_argument("--service", required=True)
     reset.add_argument("--direction", choices=DIRECTIONS)
     reset.add_argument("--yes", action="store_true", help="confirm")
@@ -194,8 +251,6 @@ def _erase_options(sub: argparse.ArgumentParser) -> None:
 
 def _add_compliance_commands(commands: _Subcommands) -> None:
     """``hold add|list|remove`` (legal holds) and ``audit`` (the audit trail); see README, Compliance."""
-    from archiver.cli.commands.compliance import cmd_audit, cmd_hold_add, cmd_hold_list, cmd_hold_remove
-
     hold_help = "Legal holds: SMS that retention and the archive purge keep, whatever the policy, until lifted."
     hold = commands.add_parser("hold", help=hold_help, description=hold_help)
     actions = hold.add_subparsers(dest="hold_command", required=True, metavar="ACTION")
@@ -204,7 +259,7 @@ def _add_compliance_commands(commands: _Subcommands) -> None:
         "spelling (+33 6 12 34 56 78, 0033612345678); dates in the archive's zone, both included. Prints the hold id."
     )
     add = actions.add_parser("add", help="Place a legal hold; prints its id.", description=add_help)
-    add.set_defaults(handler=cmd_hold_add)
+    add.set_defaults(handler=LazyHandler("compliance:cmd_hold_add"))
     add.add_argument("--receiver", metavar="NUMBER", help="SMS sent to this number")
     add.add_argument("--sender", metavar="NUMBER", help="SMS sent by this number or sender id")
     add.add_argument("--number", metavar="NUMBER", help="SMS with this number as sender or receiver")
@@ -217,12 +272,12 @@ def _add_compliance_commands(commands: _Subcommands) -> None:
     listing = actions.add_parser(
         "list", help="The active holds (--all: lifted ones too).", description="The legal holds, oldest first."
     )
-    listing.set_defaults(handler=cmd_hold_list)
+    listing.set_defaults(handler=LazyHandler("compliance:cmd_hold_list"))
     listing.add_argument("--all", action="store_true", help="include lifted holds")
     _json_option(listing)
     remove_help = "Lift a hold: the hold stays in the archive, marked lifted (who, when, why); audited."
     remove = actions.add_parser("remove", help="Lift a legal hold.", description=remove_help)
-    remove.set_defaults(handler=cmd_hold_remove)
+    remove.set_defaults(handler=LazyHandler("compliance:cmd_hold_remove"))
     remove.add_argument("hold_id", metavar="ID", help="the hold's id (hold list)")
     remove.add_argument("--reason", required=True, help="why the hold ends: audited")
     audit_help = (
@@ -232,7 +287,7 @@ def _add_compliance_commands(commands: _Subcommands) -> None:
     audit = commands.add_parser(
         "audit", help="List the audit trail: who did what, when and why.", description=audit_help
     )
-    audit.set_defaults(handler=cmd_audit)
+    audit.set_defaults(handler=LazyHandler("compliance:cmd_audit"))
     audit.add_argument(
         "--from", dest="since", type=day_argument, metavar="YYYY-MM-DD", help="events from this day (UTC)"
     )
@@ -243,7 +298,7 @@ def _add_emulator_command(commands: _Subcommands) -> None:
     # No help of its own: --help, like every other option, goes to the emulator, which lists its options.
     emulator_help = "Serve the built-in OVH API emulator on 127.0.0.1 (for trials and tests); options: emulator --help"
     emulator = commands.add_parser("emulator", help=emulator_help, description=emulator_help, add_help=False)
-    emulator.set_defaults(handler=cmd_emulator)
+    emulator.set_defaults(handler=LazyHandler("tools:cmd_emulator"))
 
 
 def _web_options(sub: argparse.ArgumentParser) -> None:

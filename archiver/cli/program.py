@@ -6,16 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import structlog
-
 from archiver.cli.exits import EXIT_INTERRUPTED, exit_code, reader_gone
 from archiver.cli.parser import build_parser
 from archiver.errors import ArchiverError
-from archiver.logs import configure_logging, new_run_id
 
 __all__ = ["main"]
-
-log = structlog.get_logger()
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -32,6 +27,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``sms-archiver`` with ``argv`` (default: the process's arguments); return its exit status."""
     args = _parse(argv)
+    # Imported once the command line is parsed (start-up time): --help and a usage error need no logging.
+    import structlog
+
+    from archiver.logs import configure_logging, new_run_id
+
     configure_logging(args.log_level or "info", args.log_format or "auto")
     new_run_id()
     try:
@@ -44,7 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ArchiverError as error:
         # Said once, for people; the log line is for debugging only (it would repeat the message).
         print(f"sms-archiver: {error}", file=sys.stderr)
-        log.debug("command_failed", command=args.command, error_type=type(error).__name__, error=str(error))
+        structlog.get_logger().debug(
+            "command_failed", command=args.command, error_type=type(error).__name__, error=str(error)
+        )
         return exit_code(error)
     except KeyboardInterrupt:
         print("sms-archiver: interrupted", file=sys.stderr)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from archiver.actions.erase import ErasureReport, run_erase
 from archiver.actions.status import accounts_of
@@ -15,8 +16,10 @@ from archiver.cli.wiring import reading_store, settings_from
 from archiver.config import Settings
 from archiver.errors import ConfigError
 from archiver.services import Accounts
-from archiver.source import OvhSource
 from archiver.store import Store
+
+if TYPE_CHECKING:
+    from archiver.source import OvhSource  # a type only: the OVH client is imported for --at-ovh alone
 
 __all__ = ["cmd_erase"]
 

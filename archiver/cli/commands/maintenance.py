@@ -7,11 +7,11 @@ import json
 import sys
 from collections import Counter
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import structlog
 
 from archiver.actions.compact import run_compact
-from archiver.actions.retention import RetentionReport, run_retention
 from archiver.actions.retrieve import parse_month
 from archiver.actions.verify import run_verify
 from archiver.cli.tables import add_columns, table_console
@@ -20,8 +20,11 @@ from archiver.config import Settings
 from archiver.errors import ArchiverError, ConfigError
 from archiver.reader import MonthCheck
 from archiver.services import Accounts, services_known
-from archiver.source import OvhSource
 from archiver.store import Store, open_store
+
+if TYPE_CHECKING:
+    from archiver.actions.retention import RetentionReport
+    from archiver.source import OvhSource
 
 __all__ = ["cmd_compact", "cmd_retention", "cmd_verify"]
 
@@ -85,6 +88,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
+    # Here, not at the top: retention's OVH client is not for verify and compact (start-up time).
+    from archiver.actions.retention import run_retention
+
     settings = settings_from(args)
     # Checked before anything is opened (run_retention checks it again, for its other callers).
     settings.retention.check_policy(apply=args.apply)

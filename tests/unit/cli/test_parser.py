@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from archiver.cli.parser import build_parser, day_argument, delimiter_argument
+from archiver.cli.parser import LazyHandler, build_parser, day_argument, delimiter_argument
 
 
 @given(st.characters(exclude_characters='"\r\n', exclude_categories=("Cs",)))
@@ -59,6 +59,32 @@ def test_every_leaf_subcommand_has_a_handler() -> None:
     assert {" ".join(path) for path, _sub in leaves} >= {"archive", "retrieve", "state show", "state reset", "demo"}
     for path, sub in leaves:
         assert callable(sub.get_default("handler")), path
+
+
+def test_every_handler_names_a_command_function_that_exists() -> None:
+    """Handlers are imported when their command runs: a misspelt name must fail here, not in a user's hands."""
+    leaves = [sub for _path, sub in _subcommands(build_parser()) if not _subcommands(sub)]
+    for sub in leaves:
+        handler = sub.get_default("handler")
+        assert isinstance(handler, LazyHandler), sub.prog
+        function = handler.resolve()
+        assert callable(function), sub.prog
+        assert function.__module__.startswith("archiver.cli.commands."), sub.prog
+        assert function.__name__ == handler.target.partition(":")[2], sub.prog
+
+
+def test_a_misspelt_handler_fails_when_resolved() -> None:
+    with pytest.raises(AttributeError, match="cmd_retreive"):
+        LazyHandler("reading:cmd_retreive").resolve()
+    with pytest.raises(ModuleNotFoundError):
+        LazyHandler("readings:cmd_retrieve").resolve()
+
+
+def test_a_lazy_handler_runs_its_function_with_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as leaving:  # the emulator's own --help: its options, then exit 0
+        LazyHandler("tools:cmd_emulator")(argparse.Namespace(emulator_args=["--help"]))
+    assert leaving.value.code == 0
+    assert "--outgoing" in capsys.readouterr().out
 
 
 def test_backfill_days_and_retrieve_delimiter_are_parsed_by_their_types() -> None:
