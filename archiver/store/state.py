@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -115,10 +116,17 @@ class CursorState:
     fence: int = 0
 
     def to_json(self) -> bytes:
-        document = {
+        """The state as compact JSON with sorted keys: ``json.dumps(document, sort_keys=True)``'s very bytes.
+
+        Written piece by piece into one buffer, because a first backfill's final state is its peak of
+        memory: it remembers every record of the lookback (90,000 for a million SMS over a year), and
+        the document built whole (a dict of lists for them, the JSON text, then its bytes) cost about
+        30 MB at once. Here the remembered records go out a batch at a time, in the order
+        ``sort_keys`` gives (their ids as strings), each batch encoded by ``json`` itself.
+        """
+        fields: dict[str, Any] = {
             "version": STATE_VERSION,
             "cursor": self.cursor.isoformat() if self.cursor else None,
-            "known": {str(key): [value.created, value.final, value.digest] for key, value in self.known.items()},
             "retry": sorted(self.retry),
             "partial": (
                 {
@@ -133,7 +141,33 @@ class CursorState:
             "listing_cap_seen": self.listing_cap_seen,
             "fence": self.fence,
         }
-        return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+        out = io.BytesIO()
+        out.write(b"{")
+        for index, name in enumerate(sorted([*fields, "known"])):
+            if index:
+                out.write(b",")
+            out.write(_compact_json(name) + b":")
+            if name == "known":
+                self._write_known(out)
+            else:
+                out.write(_compact_json(fields[name]))
+        out.write(b"}")
+        return out.getvalue()  # the buffer itself, not a copy
+
+    def _write_known(self, out: io.BytesIO) -> None:
+        """``known`` as one JSON object, ``{"id": [created, final, digest], ...}``, keys in ``sort_keys`` order."""
+        out.write(b"{")
+        ordered = sorted(self.known, key=str)  # json sorts the keys as strings: "10" before "9"
+        for start in range(0, len(ordered), _KNOWN_BATCH):
+            batch = {
+                str(sms_id): [known.created, known.final, known.digest]
+                for sms_id in ordered[start : start + _KNOWN_BATCH]
+                for known in (self.known[sms_id],)
+            }
+            if start:
+                out.write(b",")
+            out.write(_compact_json(batch)[1:-1])  # the batch's entries, without its braces
+        out.write(b"}")
 
     @classmethod
     def from_json(cls, data: bytes, *, source: str) -> CursorState:
@@ -158,6 +192,15 @@ class CursorState:
             )
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
             raise StorageError(f"state object {source} is damaged ({error}); see 'sms-archiver state reset'") from None
+
+
+# Remembered records encoded at once by ``to_json``: small enough to cost little, large enough to be quick.
+_KNOWN_BATCH = 1000
+
+
+def _compact_json(value: Any) -> bytes:
+    """``value`` as the state's JSON (compact, keys sorted, ASCII with escapes) in bytes."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
 
 
 def _done_ranges(partial: dict[str, Any]) -> DoneRanges:

@@ -107,6 +107,9 @@ def ids_to_fetch(listed: IdArray, state: CursorState, lookback_floor: float) -> 
     id of the history, and a set of a million ids would cost 32 MB or more (see the module's docstring).
     """
     known = state.known
+    if not known and not state.retry and not state.partial_done:
+        # A first cycle fetches its whole listing: the listing itself, not a copy (8 MB a million ids).
+        return listed, 0
     recheck = {sms_id for sms_id, seen in known.items() if not seen.final and seen.created >= lookback_floor}
     todo = union_sorted((sms_id for sms_id in listed if sms_id not in known), sorted(state.retry | recheck))
     if state.partial_done:

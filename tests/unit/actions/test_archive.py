@@ -210,6 +210,25 @@ def test_a_first_cycle_keeps_its_listing_and_its_ids_to_fetch_in_a_few_bytes_per
     assert peak / count < 48, f"{peak / count:.0f} bytes per listed id"
 
 
+def test_a_first_cycle_fetches_its_listing_itself_not_a_copy() -> None:
+    """With nothing known, retried or done, every listed id is fetched: the listing's own array (8 MB a million)."""
+    listed = sorted_ids([9, 3, 5, 3])
+    todo, rechecks = ids_to_fetch(listed, CursorState(), lookback_floor=0.0)
+    assert todo is listed
+    assert rechecks == 0
+    # Anything the cursor knows, retries or already made durable, and the ids are chosen one by one again.
+    done = DoneRanges()
+    done.add([3])
+    for state, expected in (
+        (CursorState(known={5: Known(0.0, True, "d")}), [3, 9]),
+        (CursorState(retry={7}), [3, 5, 7, 9]),
+        (CursorState(partial_done=done), [5, 9]),
+    ):
+        todo, _rechecks = ids_to_fetch(listed, state, lookback_floor=0.0)
+        assert todo is not listed
+        assert list(todo) == expected
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     listed=st.lists(st.integers(1, 300), max_size=80),
