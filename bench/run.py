@@ -59,6 +59,7 @@ SPEEDUP_LATENCY_MS = 40.0
 RATE_LIMIT_SLACK = 1.2
 RSS_LIMIT_MIB = 150.0
 RETRIEVE_ROWS_PER_SECOND = 500_000  # issue 12 (issue 6 asked 200,000)
+RETRIEVE_RUNS = 3  # each retrieval measured this many times; the median run is reported
 BATCH_SIZE = 50  # the archiver's default ovh.batch_size, used by the batch target N/50 + 10
 EXPORT_HANDFUL = 10  # "a handful of requests per 12-month window"
 # Added by issue 10, once per run: the two listings that prove a first listing whole (behind its oldest
@@ -104,8 +105,11 @@ def run_measured(command: Sequence[str], env: Mapping[str, str], log_path: Path)
 
     ``os.wait4`` gives this child's own rusage (``RUSAGE_CHILDREN`` would be a max over all children).
     The child is killed if it outlives ``CHILD_TIMEOUT_SECONDS``; it is reaped only by wait4, so the
-    pid signalled is always still ours.
+    pid signalled is always still ours. Dirty pages are synced to disk before the child starts.
     """
+    # What the step before wrote (a month built, a compaction: hundreds of MB) is flushed to disk first,
+    # or the kernel's writeback of it would run during this child's measurement and be counted in it.
+    os.sync()
     with log_path.open("wb") as log:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -784,14 +788,31 @@ def retrieval_cases(settings: Settings, *, xlsx: bool = True) -> list[Case]:
     full = rows >= 1_000_000  # the targets speak of a 1,000,000-row month
 
     def retrieve(shape: str, parts: int, run_env: dict[str, str] = env) -> None:
-        output = settings.workdir / f"retrieved-{shape.replace(' ', '-')}.csv"
-        log = settings.workdir / f"retrieve-{shape.replace(' ', '-')}.log"
-        _log(f"retrieve {label} ({shape}, {parts} parts)")
-        command = [*_archiver_command(), "retrieve", "--month", label, "--service", SERVICE, "--output", str(output)]
-        measured = run_measured(command, run_env, log)
-        _check(measured, f"sms-archiver retrieve ({shape})")
-        got = _retrieved_rows(log)
+        stem = shape.replace(" ", "-")
+        _log(f"retrieve {label} ({shape}, {parts} parts), {RETRIEVE_RUNS} times")
+        runs: list[tuple[Measured, int | None, Path]] = []
+        for run in range(RETRIEVE_RUNS):
+            # A new file each time: replacing the last one would count its deletion in this run.
+            output = settings.workdir / f"retrieved-{stem}-{run}.csv"
+            log = settings.workdir / f"retrieve-{stem}-{run}.log"
+            command = [
+                *_archiver_command(),
+                "retrieve",
+                "--month",
+                label,
+                "--service",
+                SERVICE,
+                "--output",
+                str(output),
+            ]
+            measured = run_measured(command, run_env, log)
+            _check(measured, f"sms-archiver retrieve ({shape})")
+            runs.append((measured, _retrieved_rows(log), output))
+        # The median run by wall time: one run can meet the machine's other work (a shared host).
+        measured, got, output = sorted(runs, key=lambda item: item[0].wall)[len(runs) // 2]
         rate = (got or 0) / measured.wall
+        peak = max(item[0].peak_rss_mib for item in runs)
+        walls = ", ".join(f"{item[0].wall:.2f}" for item in runs)
         cases.append(
             Case(
                 case="retrieve",
@@ -800,22 +821,29 @@ def retrieval_cases(settings: Settings, *, xlsx: bool = True) -> list[Case]:
                 rows=got,
                 wall=measured.wall,
                 requests=None,
-                peak_rss_mib=measured.peak_rss_mib,
+                peak_rss_mib=peak,
                 targets=[
                     _rows_target(got, rows),
                     Target(
-                        f"≥ {RETRIEVE_ROWS_PER_SECOND:,} rows/s ({rate:,.0f})" + ("" if full else "; n/a below 1M"),
+                        f"≥ {RETRIEVE_ROWS_PER_SECOND:,} rows/s ({rate:,.0f}; median run of {walls} s)"
+                        + ("" if full else "; n/a below 1M"),
                         rate >= RETRIEVE_ROWS_PER_SECOND if full else None,
                     ),
                     Target(
-                        f"peak RSS < {RSS_LIMIT_MIB:.0f} MiB ({measured.peak_rss_mib:.1f})",
-                        measured.peak_rss_mib < RSS_LIMIT_MIB if full else None,
+                        f"peak RSS < {RSS_LIMIT_MIB:.0f} MiB ({peak:.1f})",
+                        peak < RSS_LIMIT_MIB if full else None,
                     ),
                 ],
-                details={"cpu_seconds": measured.cpu_seconds, "bytes": output.stat().st_size, "month": built},
+                details={
+                    "cpu_seconds": measured.cpu_seconds,
+                    "walls": [item[0].wall for item in runs],
+                    "cpu_seconds_each": [item[0].cpu_seconds for item in runs],
+                    "bytes": output.stat().st_size,
+                    "month": built,
+                },
             )
         )
-        outputs.append(output)
+        outputs.extend(item[2] for item in runs)
 
     retrieve("many overlapping parts per day", int(built["parts"]))
     ordered_store = settings.workdir / "archive-retrieval-ordered"

@@ -17,9 +17,10 @@ from archiver.reader.day_bytes import Piece, write_piece
 
 __all__ = ["WriteBehind"]
 
-# A piece waiting is a day at most (``day_bytes.CHUNK_DAY_BELOW``): one keeps the thread busy (a day
-# is written faster than the next is sorted), and each more would hold a day more in memory.
-DEPTH = 1
+# A piece waiting is a day at most (``day_bytes.CHUNK_DAY_BELOW``). The thread writes a day about as
+# fast as the next is sorted, but waits for the GIL after each write (up to the switch interval): two
+# waiting absorb that, at a day more in memory (bench/results.md: peak RSS of a 1M-row retrieve).
+DEPTH = 2
 _END = None
 
 
