@@ -795,16 +795,7 @@ def retrieval_cases(settings: Settings, *, xlsx: bool = True) -> list[Case]:
             # A new file each time: replacing the last one would count its deletion in this run.
             output = settings.workdir / f"retrieved-{stem}-{run}.csv"
             log = settings.workdir / f"retrieve-{stem}-{run}.log"
-            command = [
-                *_archiver_command(),
-                "retrieve",
-                "--month",
-                label,
-                "--service",
-                SERVICE,
-                "--output",
-                str(output),
-            ]
+            command = _retrieve_command(label, output)
             measured = run_measured(command, run_env, log)
             _check(measured, f"sms-archiver retrieve ({shape})")
             runs.append((measured, _retrieved_rows(log), output))
@@ -884,6 +875,11 @@ def retrieval_cases(settings: Settings, *, xlsx: bool = True) -> list[Case]:
     return cases
 
 
+def _retrieve_command(label: str, output: Path, *options: str) -> list[str]:
+    """``sms-archiver retrieve`` of the benchmark's month and service into ``output``."""
+    return [*_archiver_command(), "retrieve", "--month", label, "--service", SERVICE, *options, "--output", str(output)]
+
+
 def _workbook_case(
     settings: Settings, env: dict[str, str], label: str, rows: int, parts: int, store: Path, *, full: bool
 ) -> Case:
@@ -891,18 +887,7 @@ def _workbook_case(
     output = settings.workdir / "retrieved.xlsx"
     log = settings.workdir / "retrieve-xlsx.log"
     _log(f"retrieve {label} as xlsx ({parts} parts)")
-    command = [
-        *_archiver_command(),
-        "retrieve",
-        "--month",
-        label,
-        "--service",
-        SERVICE,
-        "--format",
-        "xlsx",
-        "--output",
-        str(output),
-    ]
+    command = _retrieve_command(label, output, "--format", "xlsx")
     measured = run_measured(command, dict(env, SMS_ARCHIVER_STORAGE__URL=store.as_uri()), log)
     _check(measured, "sms-archiver retrieve --format xlsx")
     got = _retrieved_rows(log)
