@@ -7,7 +7,9 @@ its shortcut cannot be relied on, and the caller falls back to the record reader
 
 - ``day_chunks``: a whole day in pieces, nothing per row in Python (the fast path);
 - ``day_rows``: the rows of overlapping parts sorted as bytes (a day too odd for ``day_chunks``);
-- ``part_bytes``: a part's bytes, decompressed.
+- ``part_bytes``: a part's bytes, decompressed;
+- ``Lines``, ``write_piece``: rows given unjoined (their join left to the thread that writes them), and
+  how any piece ``day_chunks`` gives is written.
 """
 
 from __future__ import annotations
