@@ -26,6 +26,7 @@ Only 127.0.0.1 is used; every process started here is stopped here.
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime as dt
 import hashlib
 import json
@@ -1125,6 +1126,10 @@ def _workdir(path: Path | None) -> Iterator[Path]:
 
 
 def run(settings: Settings, skip: set[str]) -> list[Case]:
+    # The archiver's modules byte-compiled once, as pip does when it installs the wheel: children run
+    # with PYTHONDONTWRITEBYTECODE (as this machine sets it), and an editable install would otherwise
+    # compile every module from source at every start (0.06 to 0.13 s of each child, measured).
+    compileall.compile_dir(ROOT / "archiver", quiet=1)
     cases: list[Case] = []
     steady_cases: list[Case] = []
     for n in settings.sizes:
