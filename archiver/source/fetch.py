@@ -14,12 +14,11 @@ from typing import Any
 import structlog
 
 from archiver.errors import AuthError, NotGrantedError, SourceError
-from archiver.memory import release_free_memory
 from archiver.naming import Direction
 from archiver.source.answers import NotFound
 from archiver.source.client import ApiClient
 
-__all__ = ["GONE", "Fetcher", "release_free_memory", "says_not_found"]
+__all__ = ["GONE", "Fetcher", "says_not_found"]
 
 log = structlog.get_logger()
 

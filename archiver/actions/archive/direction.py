@@ -21,10 +21,10 @@ from archiver.actions.archive.report import DirectionReport, Progress, StopSigna
 from archiver.config import Settings
 from archiver.errors import CycleInterrupted, ListingCutError, MalformedRecordError
 from archiver.manifest import record_parts
+from archiver.memory import release_free_memory
 from archiver.naming import Direction
 from archiver.records import Record, parse_api_record, parse_export_row
 from archiver.source import GONE, ExportUnavailable, OvhSource
-from archiver.source.fetch import release_free_memory
 from archiver.store import Store
 from archiver.store.lease import Lease
 from archiver.store.state import CursorState, DoneRanges, Known, load_state, save_state

@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 from archiver.emulator import EmulatorServer
 from archiver.errors import AuthError
 from archiver.source.client import ApiClient
-from archiver.source.fetch import GONE, Fetcher, release_free_memory, says_not_found
+from archiver.source.fetch import GONE, Fetcher, says_not_found
 from tests.unit.source.conftest import SERVICE, RewritingTransport, mount_transport, ovh_settings, record
 
 BATCH_ROUTE = "/sms/{sn}/outgoing/{ids}"
@@ -202,11 +202,3 @@ def test_stopping_early_leaves_no_work_behind(
 )
 def test_only_an_explicit_not_found_means_gone(error: object, not_found: bool) -> None:
     assert says_not_found(error) is not_found
-
-
-def test_free_memory_goes_back_to_the_system_without_touching_live_objects() -> None:
-    kept = [bytes(range(256)) * 64 for _ in range(200)]
-    dropped = [bytearray(4096) for _ in range(2000)]
-    del dropped
-    release_free_memory()  # glibc's malloc_trim; nothing elsewhere
-    assert all(block == bytes(range(256)) * 64 for block in kept)
