@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from archiver.memory import share_one_arena
 from archiver.reader.day_bytes import part_bytes
 from archiver.reader.parts import StoredPart
 from archiver.store import Store
@@ -56,6 +57,7 @@ def days_ahead(
     if threads <= 1:
         yield from (AheadDay(day, parts, store, {}) for day, parts in days)
         return
+    share_one_arena()  # parts read by these threads, freed by the caller's: see archiver/memory.py
     source = iter(days)
     queue: deque[AheadDay] = deque()
     pending = 0  # stored bytes of the days queued

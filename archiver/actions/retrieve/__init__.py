@@ -18,7 +18,6 @@ from typing import BinaryIO
 
 from archiver.actions.retrieve.write_behind import WriteBehind
 from archiver.errors import ConfigError
-from archiver.memory import share_one_arena
 from archiver.naming import Direction
 from archiver.reader import (
     ArchiveParts,
@@ -98,7 +97,6 @@ def run_retrieve(
     unknown = [column for column in fmt.filters if column not in columns]
     if unknown:
         raise ConfigError(f"{direction} records have no {', '.join(unknown)} column to filter on")
-    share_one_arena()  # parts read by other threads, freed by this one: see archiver/memory.py
     raw: BinaryIO = gzip.GzipFile(fileobj=output, mode="wb", mtime=0) if fmt.gzip else output  # type: ignore[assignment]
     with WriteBehind(raw) as out:
         count = _MonthsWriter(store, service, direction, out, fmt).write(months)
